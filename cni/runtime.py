@@ -382,10 +382,17 @@ class CNIConfig:
 
     def _rolled_back(self, conflist, rt, plugin, error):
         failed = CNIError(error.code, f"plugin {_describe(plugin)} failed (add): {error.msg}", error.details)
-        try:
-            self._del_plugins(conflist, rt, None)
-        except CNIError as cleanup:
-            extra = f"cleanup DEL failed too: {cleanup}"
+        # Best effort: unlike a DEL the caller asked for, a rollback goes on past a failing
+        # plugin, so that one plugin's error does not leak what the others made.
+        problems = []
+        env = self.plugin_env("DEL", rt)
+        for other in reversed(conflist.plugins):
+            try:
+                self.exec_plugin(other["type"], self.plugin_stdin(conflist, other, None, rt), env)
+            except CNIError as cleanup:
+                problems.append(f"plugin {_describe(other)} failed (delete): {cleanup.msg}")
+        if problems:
+            extra = "cleanup DEL failed too: " + "; ".join(problems)
             failed.details = f"{failed.details}; {extra}" if failed.details else extra
         return failed
 

@@ -313,3 +313,12 @@ def test_parallel_adds_from_a_thread_pool(cfg):
         list(pool.map(lambda rt: cfg.add_network_list(net, rt), rts))
     assert sorted(e["containerId"] for e in cfg.cached_attachments()) == sorted(rt.container_id for rt in rts)
     assert [e["containerId"] for e in cfg.cached_attachments("c3")] == ["c3"]
+
+
+def test_rollback_goes_on_past_a_failing_plugin(cfg, log):
+    net = conflist({"type": "fake"}, {"type": "nosuch"})
+    with pytest.raises(CNIError) as e:
+        cfg.add_network_list(net, RT)
+    assert "failed (add)" in e.value.msg and "'nosuch'" in e.value.msg
+    assert "cleanup DEL failed too" in e.value.details
+    assert [(c["plugin"], c["command"]) for c in calls(log)] == [("fake", "ADD"), ("fake", "DEL")]
