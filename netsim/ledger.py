@@ -1,0 +1,139 @@
+"""The ledger: every kernel object and process a cluster creates, recorded before it exists.
+
+One JSON object per line, appended with O_APPEND by any process of the cluster (the CLI, node
+agents), so a SIGKILL at any point leaves a ledger that names everything that might exist.
+Teardown walks it backwards and removes exactly those objects, each removal idempotent; it
+never looks for objects by name pattern.
+
+Kinds: `netns` (a named network namespace), `uts` (a UTS namespace bound at a path),
+`link` (a link inside one of our namespaces; it goes away with its namespace, recorded so that
+a reader can see what was made), `process` (pid plus its start time, so a reused pid is never
+signalled).
+"""
+
+import contextlib
+import json
+import os
+import signal
+import time
+
+from . import netns
+
+
+def process_start_time(pid):
+    """The kernel's start time of PID (clock ticks since boot), or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # Field 22; the command name (field 2) may hold spaces, so split after its closing paren.
+    return int(stat.rsplit(b")", 1)[1].split()[19])
+
+
+class Ledger:
+    def __init__(self, path):
+        self.path = path
+
+    def record(self, kind, **attrs):
+        entry = {"kind": kind, **attrs}
+        line = (json.dumps(entry, sort_keys=True) + "\n").encode()
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+        return entry
+
+    def record_process(self, pid, role):
+        return self.record("process", pid=pid, start=process_start_time(pid), role=role)
+
+    def entries(self):
+        try:
+            with open(self.path) as f:
+                lines = f.readlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                # A line torn by a kill mid-write names nothing we could have created yet.
+                continue
+        return out
+
+
+def _alive_as_recorded(entry):
+    start = process_start_time(entry["pid"])
+    return start is not None and start == entry.get("start")
+
+
+def _signal_and_wait(pids, grace):
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if _exists(p)]
+        if pids:
+            time.sleep(0.02)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _exists(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie child of ours still answers kill(0); reap it if it is ours.
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return False
+    return True
+
+
+def teardown(ledger, grace=2.0, on_progress=None):
+    """Remove everything LEDGER holds, newest first. Returns a count per kind removed."""
+    entries = ledger.entries()
+    removed = {}
+
+    def count(kind):
+        removed[kind] = removed.get(kind, 0) + 1
+        if on_progress:
+            on_progress(kind)
+
+    # Recorded processes first (node agents hold sockets inside pod namespaces, and a
+    # namespace with open sockets outlives its bind mount).
+    procs = [e["pid"] for e in entries if e["kind"] == "process" and _alive_as_recorded(e)]
+    me = os.getpid()
+    procs = [p for p in procs if p != me]
+    _signal_and_wait(procs, grace)
+    for _ in procs:
+        count("process")
+
+    namespaces = [e for e in reversed(entries) if e["kind"] == "netns"]
+    # Then whatever still runs inside our own namespaces, found by namespace identity.
+    leftovers = []
+    for e in namespaces:
+        with contextlib.suppress(ValueError):
+            leftovers += netns.processes_in(netns.netns_path(e["name"]))
+    _signal_and_wait([p for p in set(leftovers) if p != me], 0.5)
+
+    for e in reversed(entries):
+        if e["kind"] == "netns":
+            if netns.exists(e["name"]):
+                count("netns")
+            netns.delete(e["name"])
+        elif e["kind"] == "uts":
+            if os.path.exists(e["path"]):
+                count("uts")
+            netns.delete_bound(e["path"])
+    return removed

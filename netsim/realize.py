@@ -1,0 +1,55 @@
+"""The realizer: turns a plan's fabric and nodes into kernel objects, recording each first.
+
+The fabric namespace holds the node network's bridge; each node is a namespace whose `eth0`
+is a veth into that bridge, with forwarding on, host-gw routes to the other nodes' pod CIDRs
+and permanent neighbour entries for the other nodes. Nothing here touches the host's root
+namespace. Pods are made by `sandbox.py`, on the node agents.
+"""
+
+from . import links, netns
+
+
+class Realizer:
+    def __init__(self, plan, ledger):
+        self.plan = plan
+        self.ledger = ledger
+
+    def _namespace(self, name, role):
+        self.ledger.record("netns", name=name, role=role)
+        netns.create(name)
+
+    def build_fabric(self):
+        fab = self.plan["fabric"]
+        self._namespace(fab["netns"], "fabric")
+        self.ledger.record("link", netns=fab["netns"], name=fab["bridge"], type="bridge")
+        with links.socket_in(fab["netns"]) as ipr:
+            links.set_up(ipr, "lo")
+            links.add_bridge(ipr, fab["bridge"], mac=fab["mac"])
+            links.add_address(ipr, fab["bridge"], fab["ip"], fab["prefixlen"])
+
+    def build_node(self, node):
+        fab = self.plan["fabric"]
+        self._namespace(node["netns"], "node")
+        self.ledger.record("link", netns=fab["netns"], name=node["fabricLink"], type="veth",
+                           peer={"netns": node["netns"], "name": "eth0"})
+        with links.socket_in(fab["netns"]) as ipr:
+            links.add_veth_into(ipr, node["fabricLink"], "eth0", node["netns"],
+                                master=fab["bridge"], peer_mac=node["mac"])
+            links.add_permanent_neighbour(ipr, fab["bridge"], node["ip"], node["mac"])
+        with links.socket_in(node["netns"]) as ipr:
+            links.set_up(ipr, "lo")
+            links.set_up(ipr, "eth0")
+            links.add_address(ipr, "eth0", node["ip"], fab["prefixlen"])
+            links.add_permanent_neighbour(ipr, "eth0", fab["ip"], fab["mac"])
+            for n in node["neighbours"]:
+                links.add_permanent_neighbour(ipr, "eth0", n["ip"], n["mac"])
+            for r in node["routes"]:
+                links.add_route(ipr, r["dst"], r["via"], "eth0")
+        links.set_sysctl(node["netns"], "net.ipv4.ip_forward", 1)
+
+    def build(self, on_node=None):
+        self.build_fabric()
+        for node in self.plan["nodes"]:
+            self.build_node(node)
+            if on_node:
+                on_node(node)
