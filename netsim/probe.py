@@ -84,7 +84,7 @@ def _validate(src_netns, dst, port, proto, timeout):
     if proto != "icmp" and not (isinstance(port, int) and 0 < port < 65536):
         raise ValueError(f"probe port: got {port!r}; expected a port number 1-65535 for {proto}")
     if proto == "icmp" and address.version != 4:
-        raise ValueError(f"probe dst: got {dst!r}; ICMP probes expect an IPv4 address")
+        raise ValueError(f"probe dst: got {dst!r}; expected an IPv4 address (ICMP probes are IPv4 only)")
     if not timeout or timeout <= 0:
         raise ValueError(f"probe timeout: got {timeout!r}; expected a number of seconds > 0")
     if not src_netns:
