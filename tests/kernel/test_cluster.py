@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import host_snapshot
 
-from .conftest import NETSIM, Cluster, pod
+from tests.kernel.conftest import NETSIM, Cluster, pod
 
 
 def _in(ip, cidr):
