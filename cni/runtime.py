@@ -111,8 +111,8 @@ def _pick_version(raw, source):
         if usable:
             version = max(usable, key=_version_key)
     if version is None:
-        raise _conf_error(source, "cniVersion",
-                          f"missing; expected one of {', '.join(SPEC_VERSIONS)}")
+        raise _conf_error(source, "cniVersion", "missing (or no cniVersions entry is known); "
+                                                f"expected one of {', '.join(SPEC_VERSIONS)}")
     return version
 
 
@@ -176,14 +176,12 @@ def load_conflist(filename):
     return conflist_from_bytes(data, filename)
 
 
-def _validate_attachment(network, rt):
+def _validate_attachment(rt):
     if not rt.container_id:
         raise CNIError(ERR_UNKNOWN_CONTAINER, "container_id: missing; expected the container ID")
     if not _VALID_NAME.match(rt.container_id):
         raise CNIError(ERR_INVALID_ENV, f"container_id: invalid characters in {rt.container_id!r}; "
                                         "expected letters, digits, '_', '.' or '-'")
-    if not _VALID_NAME.match(network):
-        raise CNIError(ERR_INVALID_NETCONF, f"network name: invalid characters in {network!r}")
     ifname = rt.ifname
     if not ifname or len(ifname) > _MAX_IFNAME or ifname in (".", "..") \
             or any(c in "/:" or c.isspace() for c in ifname):
@@ -364,7 +362,7 @@ class CNIConfig:
 
         On a plugin's failure, DEL runs for the whole list (errors of that cleanup go into
         the raised error's details) and the plugin's error is raised."""
-        _validate_attachment(conflist.name, rt)
+        _validate_attachment(rt)
         env = self.plugin_env("ADD", rt)
         result = None
         for plugin in conflist.plugins:
@@ -403,7 +401,7 @@ class CNIConfig:
                            f"{conflist.cni_version!r} does not support the CHECK command; expected >= 0.4.0")
         if conflist.disable_check:
             return
-        _validate_attachment(conflist.name, rt)
+        _validate_attachment(rt)
         cached = self.get_cached_result(conflist, rt)
         env = self.plugin_env("CHECK", rt)
         for plugin in conflist.plugins:
@@ -417,7 +415,7 @@ class CNIConfig:
 
         Idempotent: plugins must accept a DEL of what is already gone, and a missing cache
         entry just means no prevResult. An unreadable entry is dropped (as libcni does)."""
-        _validate_attachment(conflist.name, rt)
+        _validate_attachment(rt)
         cached = None
         if _at_least(conflist.cni_version, "0.4.0"):
             try:
