@@ -326,7 +326,8 @@ class CNIConfig:
             pass
 
     def get_cached_result(self, conflist, rt):
-        """The result the last successful ADD of this attachment returned, or None."""
+        """The result the last successful ADD of this attachment returned, or None;
+        CNIError when the entry exists but cannot be read."""
         entry = self._cache_entry(conflist.name, rt)
         return entry.get("result") if entry else None
 
