@@ -215,7 +215,8 @@ def allocate(config, container_id, ifname):
                 ip = ipaddress.ip_address(address)
                 if _matches(owner, container_id, ifname) and any(ip in r for r in range_set):
                     raise CNIError(spec.ERR_INTERNAL,
-                                   f"{address} has been allocated to {container_id}, duplicate allocation is not allowed",
+                                   f"failed to allocate for range {index}: {address} has been allocated to "
+                                   f"{container_id}, duplicate allocation is not allowed",
                                    f"network {config.name}, interface {ifname}")
             for r, candidate in _candidates(range_set, store.last_reserved(index)):
                 if str(candidate) not in reservations and store.reserve(candidate, container_id, ifname, index):
@@ -225,7 +226,8 @@ def allocate(config, container_id, ifname):
                 for address in ips:
                     store.remove(address["address"].split("/")[0])
                 ranges = ",".join(str(r) for r in range_set)
-                raise CNIError(spec.ERR_INTERNAL, f"no IP addresses available in range set: {ranges}",
+                raise CNIError(spec.ERR_INTERNAL,
+                               f"failed to allocate for range {index}: no IP addresses available in range set: {ranges}",
                                f"network {config.name} (dataDir {config.data_dir})")
     return {"ips": ips, "routes": [dict(r) for r in config.routes], "dns": {}}
 
