@@ -223,7 +223,7 @@ def netexec(spec, ctx):
                 status = int(code)
             except ValueError:
                 return http1.Response(f"argument 'code' must be an integer or empty, got \"{code}\"\n")
-        body = f'<a href="{location}">{http1._reason(status)}</a>.\n\n' if request.method in ("GET", "HEAD") else ""
+        body = f'<a href="{location}">{http1.reason(status)}</a>.\n\n' if request.method in ("GET", "HEAD") else ""
         return http1.Response(body, status, [("Location", location)],
                               content_type="text/html; charset=utf-8" if body else None)
 

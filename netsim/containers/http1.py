@@ -113,7 +113,7 @@ def _http_date():
     return _date_cache[1]
 
 
-def _reason(status):
+def reason(status):
     try:
         return http.HTTPStatus(status).phrase
     except ValueError:
@@ -121,7 +121,7 @@ def _reason(status):
 
 
 def serialize(response, head_only=False, keep_alive=True):
-    lines = [f"HTTP/1.1 {response.status} {_reason(response.status)}", f"Date: {_http_date()}"]
+    lines = [f"HTTP/1.1 {response.status} {reason(response.status)}", f"Date: {_http_date()}"]
     for key, value in response.headers:
         lines.append(f"{key}: {value}")
     lines.append(f"Content-Length: {len(response.body)}")
@@ -223,7 +223,10 @@ class HTTPProtocol(asyncio.Protocol):
                 return
             if request is None:
                 return
-            result = self.handler(request)
+            try:
+                result = self.handler(request)
+            except Exception as e:  # a handler bug answers 500 instead of dropping the connection
+                result = error(f"internal error: {e}", 500)
             if asyncio.iscoroutine(result):
                 self.busy = True
                 task = asyncio.ensure_future(result)

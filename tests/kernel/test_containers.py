@@ -4,11 +4,8 @@ containers started in a pod's namespaces (root)."""
 import asyncio
 import fcntl
 import os
-import resource
 import secrets
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
