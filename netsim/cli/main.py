@@ -13,10 +13,6 @@ from .errors import UserError
 from .targets import resolve
 from .ui import UI
 
-# Commands that name an upstream test image's own binary run its built-in equivalent.
-IMAGE_BINARIES = {"/agnhost": "agnhost", "agnhost": "agnhost"}
-
-
 def cmd_up(args, ui):
     try:
         lab = labmod.load(args.file) if args.file else labmod.default()
@@ -100,9 +96,14 @@ def cmd_exec(args, ui):
     plan = cluster.load_plan(st)
     pods, _ = cluster.read_pod_status(st, plan)
     target = resolve(args.target, st, plan, pods)
+    from netsim.containers.images import SpecError, exec_argv
+
     argv = list(args.command)
-    if argv[0] in IMAGE_BINARIES:
-        argv = [sys.executable, "-m", "netsim.containers", IMAGE_BINARIES[argv[0]]] + argv[1:]
+    try:
+        # A command naming an upstream test image's own binary runs its built-in equivalent.
+        argv = exec_argv(argv) or argv
+    except SpecError as e:
+        raise UserError(str(e))
     fd = os.open(target.netns_path, os.O_RDONLY)
     netns.setns(fd, netns.CLONE_NEWNET)
     os.close(fd)
@@ -130,8 +131,7 @@ def cmd_probe(args, ui):
     if args.proto != "icmp" and args.port is None:
         raise UserError(f"--port is required for --proto {args.proto}.")
     result = probe(src_netns=src.netns_path, dst=dst.ip, port=args.port, proto=args.proto, timeout=args.timeout)
-    doc = {"src": args.src, "dst": args.dst, "dstIP": dst.ip, "port": args.port, "proto": args.proto,
-           **result.to_json()}
+    doc = {**result.to_json(), "src": args.src, "dst": args.dst, "dstIP": dst.ip, "srcNetns": src.netns}
     if args.output == "json":
         print(json.dumps(doc, indent=2))
     else:

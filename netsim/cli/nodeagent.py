@@ -68,7 +68,7 @@ class NodeAgent:
         self.ledger = Ledger(state.ledger)
         self.pods = [p for p in self.plan["pods"] if p["node"] == node_name]
         self.status = {f"{p['namespace']}/{p['name']}": {"phase": "Pending"} for p in self.pods}
-        self.server = resident.ResidentServer()
+        self.server = resident.ResidentServer(on_exit=self._builtin_exited)
         self.processes = {}  # "ns/name" -> {container name: Popen}
         self.cni_agent = None
         env = {}
@@ -110,25 +110,33 @@ class NodeAgent:
             pod_dir, netns_path, uts, ip = await loop.run_in_executor(self.pool, self._sandbox_and_network, pod)
             ctx = resident.PodContext(namespace=pod["namespace"], name=pod["name"], node=pod["node"], ip=ip,
                                       netns=netns_path, uts=uts, log_dir=pod_dir, env={})
+            containers = pod["manifest"]["spec"]["containers"]
+            # Containers recorded before they start, so that an exit reported while starting lands;
+            # the pod turns Running only once every container runs (what `netsim up` waits for).
+            self.status[key] = {
+                "phase": "Pending", "ip": ip,
+                "containers": {c["name"]: {"state": "running"} for c in containers},
+            }
             builtins, procs = [], {}
-            for c in pod["manifest"]["spec"]["containers"]:
-                spec = images.resolve(c)
+            self.processes[key] = procs
+            for c in containers:
+                env = _env_of(c, pod, ip)
+                # Built-ins read literal env only: hand them the downward API's values as literals.
+                spec = images.resolve({**c, "env": [{"name": k, "value": v} for k, v in env.items()]})
                 if spec is not None:
                     builtins.append((c["name"], spec))
                     continue
                 argv = [str(a) for a in (c.get("command") or []) + (c.get("args") or [])]
                 log = os.path.join(pod_dir, f"{c['name']}.log")
-                proc = process.spawn(argv, netns=netns_path, uts=uts, env=_env_of(c, pod, ip),
+                proc = process.spawn(argv, netns=netns_path, uts=uts, env=env,
                                      log_path=log, cwd=c.get("workingDir") or "/")
                 self.ledger.record_process(proc.pid, role=f"container {key}/{c['name']}")
                 procs[c["name"]] = proc
             if builtins:
                 await self.server.start_pod(ctx, builtins)
-            self.processes[key] = procs
-            self.status[key] = {
-                "phase": "Running", "ip": ip, "startedIn": round(time.monotonic() - started, 4),
-                "containers": {c["name"]: {"state": "running"} for c in pod["manifest"]["spec"]["containers"]},
-            }
+            self.status[key]["phase"] = "Running"
+            self.status[key]["startedIn"] = round(time.monotonic() - started, 4)
+            self._settle(self.status[key])
         except CNIError as e:
             self.status[key] = {"phase": "Failed", "reason": "NetworkSetupFailed",
                                 "message": f"CNI ADD failed: {e}"}
@@ -136,8 +144,22 @@ class NodeAgent:
             self.status[key] = {"phase": "Failed", "reason": type(e).__name__, "message": str(e),
                                 "trace": traceback.format_exc(limit=5)}
 
+    def _builtin_exited(self, namespace, name, container, code):
+        st = self.status.get(f"{namespace}/{name}")
+        if st and "containers" in st:
+            st["containers"][container] = {"state": "terminated", "exitCode": code}
+            self._settle(st)
+            self.write_status()
+
+    @staticmethod
+    def _settle(st):
+        """A pod whose containers all ended has Succeeded (all 0) or Failed."""
+        states = st["containers"].values()
+        if st["phase"] == "Running" and all(s["state"] == "terminated" for s in states):
+            st["phase"] = "Succeeded" if all(s["exitCode"] == 0 for s in states) else "Failed"
+
     def reap(self):
-        """Record containers that exited; a pod whose containers all ended 0 has Succeeded."""
+        """Record container processes that exited."""
         changed = False
         for key, procs in self.processes.items():
             st = self.status[key]
@@ -147,10 +169,8 @@ class NodeAgent:
                 if code is not None and cs["state"] == "running":
                     st["containers"][name] = {"state": "terminated", "exitCode": code}
                     changed = True
-            states = st["containers"].values()
-            if st["phase"] == "Running" and all(s["state"] == "terminated" for s in states):
-                st["phase"] = "Succeeded" if all(s["exitCode"] == 0 for s in states) else "Failed"
-                changed = True
+            if changed:
+                self._settle(st)
         return changed
 
     async def run(self):
@@ -180,8 +200,7 @@ class NodeAgent:
         await self.shutdown()
 
     async def shutdown(self):
-        for key in list(self.server.pods()):
-            await self.server.stop_pod(*key)
+        await self.server.close()
         for procs in self.processes.values():
             for proc in procs.values():
                 process.stop(proc, grace=1.0)

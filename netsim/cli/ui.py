@@ -10,8 +10,8 @@ from rich.table import Table
 
 class UI:
     def __init__(self, stream=None):
-        self.console = Console(file=stream or sys.stdout, highlight=False)
-        self.err = Console(file=sys.stderr, highlight=False)
+        self.console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=True)
+        self.err = Console(file=sys.stderr, highlight=False, soft_wrap=True)
 
     def note(self, text):
         self.console.print(text)

@@ -28,7 +28,7 @@ def two_nodes(tmp_path_factory):
     lab = {"name": name, "nodes": 2, "manifests": [
         pod("a", node="node-1"), pod("b", node="node-1"), pod("c", node="node-2"),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}},
-        pod("hostnames", namespace="other", args=("serve-hostname", "--udp", "--port", "9376")),
+        pod("hostnames", namespace="other", args=("serve-hostname", "--udp", "--http=false", "--port", "9376")),
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shell"},
          "spec": {"containers": [{"name": "sh", "image": "debian:12",
                                   "command": ["sh", "-c", "echo started in $(hostname); exec sleep 3600"]}]}},
