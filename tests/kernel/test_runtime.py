@@ -121,3 +121,52 @@ def test_failed_second_plugin_leaves_nothing_behind(lab):
 def test_version_of_reference_plugin(lab):
     info = CNIConfig([REFERENCE_PLUGINS], cache_dir=str(lab["cache"])).get_version_info("bridge")
     assert "1.0.0" in info["supportedVersions"]
+
+
+def _netsim_conflist(lab, version, *extra):
+    doc = {"cniVersion": version, "name": f"{lab['tag']}net", "plugins": [
+        {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False,
+         "ipam": {"type": "host-local", "dataDir": str(lab["data"]), "ranges": [[{"subnet": SUBNET}]]}},
+        *extra]}
+    return conflist_from_bytes(json.dumps(doc).encode(), "netsim.conflist")
+
+
+def test_netsim_bridge_chained_with_reference_portmap(lab, tmp_path):
+    from cni.install import install_plugin
+    bin_dir = tmp_path / "bin"
+    install_plugin(str(bin_dir), "bridge")
+    # netsim's bridge first in the path shadows the reference one; portmap comes from the reference.
+    cfg = CNIConfig([str(bin_dir), REFERENCE_PLUGINS], cache_dir=str(lab["cache"]))
+    net = _netsim_conflist(lab, "1.0.0", {"type": "portmap", "capabilities": {"portMappings": True}, "snat": False})
+    rt = RuntimeConf(container_id="pod1", netns=lab["pod"], ifname="eth0", capability_args={"portMappings": []})
+    with netns.enter(lab["node"]):
+        result = cfg.add_network_list(net, rt)
+        cfg.check_network_list(net, rt)
+    assert _addresses(lab["pod"], "eth0") == [result["ips"][0]["address"]]
+    with netns.enter(lab["node"]):
+        cfg.del_network_list(net, rt)
+    assert "eth0" not in _links(lab["pod"]) and cfg.cached_attachments() == []
+
+
+def test_gc_and_status_with_netsim_bridge(lab, tmp_path):
+    from cni.install import install_plugin
+    bin_dir = tmp_path / "bin"
+    install_plugin(str(bin_dir), "bridge")
+    cfg = CNIConfig([str(bin_dir)], cache_dir=str(lab["cache"]))
+    net = _netsim_conflist(lab, "1.1.0")
+    second = netns.create(f"{lab['tag']}pod2")
+    try:
+        keep = RuntimeConf(container_id="keep", netns=lab["pod"], ifname="eth0")
+        stale = RuntimeConf(container_id="stale", netns=second, ifname="eth0")
+        with netns.enter(lab["node"]):
+            cfg.get_status_network_list(net)
+            kept = cfg.add_network_list(net, keep)["ips"][0]["address"].split("/")[0]
+            cfg.add_network_list(net, stale)
+            cfg.gc_network_list(net, valid_attachments=[("keep", "eth0")])
+        assert [e["containerId"] for e in cfg.cached_attachments()] == ["keep"]
+        assert "eth0" not in _links(second)
+        assert [f for f in os.listdir(lab["data"] / net.name) if f[0].isdigit()] == [kept]
+        with netns.enter(lab["node"]):
+            cfg.del_network_list(net, keep)
+    finally:
+        netns.delete(f"{lab['tag']}pod2")
