@@ -142,3 +142,18 @@ def test_status_reports_50_when_no_address_is_free(cni_host):
 def test_old_config_versions_get_old_results(cni_node):
     out = add(cni_node, "ctr", cni_node.pod(), conf=cni_node.conf(cniVersion="0.2.0"))
     assert out["ip4"]["ip"] == "10.77.0.2/24" and "interfaces" not in out
+
+
+def test_other_ipam_types_are_executed_from_cni_path(cni_node):
+    """ipam.type "static" is the reference's static IPAM executable, found through CNI_PATH."""
+    conf = cni_node.conf(ipam={"type": "static", "addresses": [{"address": "10.77.0.50/24", "gateway": "10.77.0.1"}]})
+    env = {"CNI_PATH": f"{cni_node.bin_dir}:/usr/lib/cni"}
+    pod = cni_node.pod()
+    code, out = cni_node.call("ADD", "ctr", pod, conf=conf, env=env)
+    assert code == 0, out
+    assert out["ips"] == [{"interface": 2, "address": "10.77.0.50/24", "gateway": "10.77.0.1"}]
+    assert "inet 10.77.0.50/24" in cni_node.run("ip", "-4", "-o", "addr", "show", "dev", "eth0", where=pod)
+    assert cni_node.call("DEL", "ctr", pod, conf=conf, env=env) == (0, None)
+    assert cni_node.nat_rules() == []
+    code, out = cni_node.call("ADD", "ctr2", cni_node.pod(), conf=dict(conf, ipam={"type": "nope"}), env=env)
+    assert code == 1 and "nope" in out["msg"]
