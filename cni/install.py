@@ -14,6 +14,8 @@ import cni
 from cni import shim
 
 PLUGIN_MODULES = {"bridge": "cni.plugins.bridge"}
+# The executable's second line; cni.invoke recognises netsim's own plugins by it.
+HEADER_PREFIX = "# netsim CNI plugin "
 
 
 def _sys_path():
@@ -34,7 +36,7 @@ def render(type_name="bridge", module=None):
         source = f.read()
     return (
         f"#!{sys.executable} -IS\n"
-        f"# netsim CNI plugin {type_name!r}, written by cni.install: regenerate it, do not edit.\n"
+        f"{HEADER_PREFIX}{type_name!r}, written by cni.install: regenerate it, do not edit.\n"
         f"{source}\n\n"
         f"if __name__ == '__main__':\n"
         f"    sys.exit(main({type_name!r}, {module!r}, {_sys_path()!r}))\n"

@@ -196,11 +196,13 @@ def _describe(plugin):
 class CNIConfig:
     """Executes conflists against plugins found in PATH, caching results under CACHE_DIR."""
 
-    def __init__(self, path, cache_dir=DEFAULT_CACHE_DIR, env=None, timeout=None):
+    def __init__(self, path, cache_dir=DEFAULT_CACHE_DIR, env=None, timeout=None, exec=None):
         self.path = [path] if isinstance(path, str) else list(path)
         self.cache_dir = cache_dir
         self.env = dict(env or {})
         self.timeout = timeout
+        # libcni's invoke.Exec seam: exec(plugin_path, stdin, env) -> CompletedProcess.
+        self.exec = exec or self._run
 
     # --- exec ---------------------------------------------------------------------------
 
@@ -246,7 +248,7 @@ class CNIConfig:
     def exec_plugin(self, plugin_type, stdin_doc, env):
         """Run one plugin; return its parsed stdout (None when it printed nothing)."""
         plugin_path = self.find_plugin(plugin_type)
-        proc = self._run(plugin_path, json.dumps(stdin_doc).encode(), env)
+        proc = self.exec(plugin_path, json.dumps(stdin_doc).encode(), env)
         if proc.returncode != 0:
             raise _plugin_error(proc)
         if not proc.stdout.strip():

@@ -36,7 +36,7 @@ class Ledger:
         self.path = path
 
     def record(self, kind, **attrs):
-        entry = {"kind": kind, **attrs}
+        entry = {"kind": kind, "at": round(time.time(), 4), **attrs}
         line = (json.dumps(entry, sort_keys=True) + "\n").encode()
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -88,15 +88,16 @@ def _signal_and_wait(pids, grace):
 
 
 def _exists(pid):
+    """Whether PID still runs; a zombie has exited (its parent, often init, reaps it later)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except OSError:
         return False
-    # A zombie child of ours still answers kill(0); reap it if it is ours.
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return False
+    if state == b"Z":
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return False
     return True
 
 
@@ -112,7 +113,7 @@ def teardown(ledger, grace=2.0, on_progress=None):
 
     # Recorded processes first (node agents hold sockets inside pod namespaces, and a
     # namespace with open sockets outlives its bind mount).
-    procs = [e["pid"] for e in entries if e["kind"] == "process" and _alive_as_recorded(e)]
+    procs = sorted({e["pid"] for e in entries if e["kind"] == "process" and _alive_as_recorded(e)})
     me = os.getpid()
     procs = [p for p in procs if p != me]
     _signal_and_wait(procs, grace)

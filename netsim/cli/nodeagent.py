@@ -1,7 +1,9 @@
 """The node agent: one resident process per node, the kubelet's forerunner.
 
 It runs inside its node's network namespace (so CNI plugins it executes see the node as
-their host side), serves netsim's CNI plugin calls from memory (cni.agent), and brings up the
+their host side), serves netsim's CNI plugin calls from memory (cni.agent; its own runtime
+calls skip the exec of netsim's shim, see cni.invoke; NETSIM_CNI_EXEC=always keeps the exec
+for comparison), and brings up the
 pods the plan puts on its node: sandbox, CNI ADD through the libcni-style runtime, containers
 (built-in images on one resident asyncio server, other commands as processes). It reports
 each pod's status to `nodes/<node>/pods.json`, which `netsim up` and `netsim status` read.
@@ -71,15 +73,21 @@ class NodeAgent:
         self.server = resident.ResidentServer(on_exit=self._builtin_exited)
         self.processes = {}  # "ns/name" -> {container name: Popen}
         self.cni_agent = None
-        env = {}
+        env, exec_ = {}, None
         if self.plan["cni"]["plugins"] == "netsim":
             from cni.agent import CNIAgent
+            from cni.invoke import InProcessExec
 
             sock = agent_socket(state, node_name)
             self.cni_agent = CNIAgent(sock)
             self.cni_agent.start()
             env["NETSIM_CNI_AGENT"] = sock
-        self.cni = CNIConfig(path=self.plan["cni"]["path"], cache_dir=self.plan["cni"]["cacheDir"], env=env)
+            if os.environ.get("NETSIM_CNI_EXEC") != "always":
+                exec_ = InProcessExec(self.cni_agent.plugins, fallback=None)
+        self.cni = CNIConfig(path=self.plan["cni"]["path"], cache_dir=self.plan["cni"]["cacheDir"],
+                             env=env, exec=exec_)
+        if exec_ is not None:
+            exec_.fallback = self.cni._run
         self.conflist = load_conflist(conflist_path(state, node_name))
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=PODS_IN_FLIGHT)
 
