@@ -33,6 +33,8 @@ import json
 import os
 import secrets
 import shutil
+import socket
+import struct
 import subprocess
 
 from cni import spec
@@ -40,12 +42,16 @@ from cni.ipam import hostlocal
 from cni.spec import CNIError
 from netsim import netns
 
-ABOUT = "netsim bridge plugin"
 DEFAULT_BRIDGE = "cni0"
 NUD_PERMANENT = 0x80
+IFF_UP = 0x1
 IFF_PROMISC = 0x100
 IFA_F_NODAD = 0x02
-EEXIST, ENOENT, ENODEV, ESRCH = 17, 2, 19, 3
+RT_TABLE_MAIN, RTPROT_BOOT, RTN_UNICAST = 254, 3, 1
+_FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
+_NLMSG_HEADER = struct.Struct("=IHHII")
+_NLMSG_ERROR = 2
+EEXIST, ENOENT, ENODEV = 17, 2, 19
 _CHAIN_PREFIX = "CNI-"
 _CHAIN_LEN = 28
 _MULTICAST = {"4": "224.0.0.0/4", "6": "ff00::/8"}
@@ -283,31 +289,83 @@ def _container_has_link(path, ifname):
             ipr.close()
 
 
+def _rtnl_batch(requests):
+    """Send [(what, message, type, flags)] as ONE write on a netlink socket of the current
+    namespace and wait for every ack; the first failure raises naming WHAT."""
+    from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
+
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    try:
+        sock.bind((0, 0))
+        payload = []
+        for seq, (_, msg, msg_type, flags) in enumerate(requests, 1):
+            msg["header"]["type"] = msg_type
+            msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | flags
+            msg["header"]["sequence_number"] = seq
+            msg.encode()
+            payload.append(msg.data)
+        sock.send(b"".join(payload))
+        errors = {}
+        while len(errors) < len(requests):
+            data = sock.recv(65536)
+            offset = 0
+            while offset < len(data):
+                length, msg_type, _, seq, _ = _NLMSG_HEADER.unpack_from(data, offset)
+                if msg_type == _NLMSG_ERROR:
+                    errors[seq] = -struct.unpack_from("=i", data, offset + _NLMSG_HEADER.size)[0]
+                offset += (length + 3) & ~3
+    finally:
+        sock.close()
+    for seq, (what, *_) in enumerate(requests, 1):
+        if errors.get(seq):
+            raise CNIError(spec.ERR_INTERNAL, f"failed to {what}: {os.strerror(errors[seq])}")
+
+
 def _configure_container(args, result, gateways, bridge_mac, n):
-    """Inside the container: addresses, link up, routes, the permanent gateway neighbour."""
+    """Inside the container, in one netlink batch: addresses, link up, routes, and the
+    permanent neighbour entry for the gateway."""
+    from pyroute2.netlink import NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE
+    from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH, RTM_NEWROUTE
+    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+    from pyroute2.netlink.rtnl.ndmsg import ndmsg
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+    create = NLM_F_CREATE | NLM_F_EXCL
     with netns.enter(args.netns):
-        ipr = _iproute()
-        try:
-            index = _get_link(ipr, args.ifname)["index"]
-            for ip in result["ips"]:
-                iface = ipaddress.ip_interface(ip["address"])
-                if iface.version == 4:
-                    ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen,
-                             broadcast=str(iface.network.broadcast_address))
-                else:
-                    ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen,
-                             flags=IFA_F_NODAD)
-            ipr.link("set", index=index, state="up")
-            for route in result["routes"]:
-                family = spec.ip_version(route["dst"])
-                gw = route.get("gw") or (gateways.get(family) or (None,))[0]
-                extra = {"gateway": gw} if gw else {}
-                ipr.route("add", dst=route["dst"], oif=index, proto="boot", **extra)
-            v4 = gateways.get("4")
-            if n.is_gateway and v4 and v4[0] and bridge_mac:
-                ipr.neigh("replace", dst=v4[0], lladdr=bridge_mac, ifindex=index, state=NUD_PERMANENT)
-        finally:
-            ipr.close()
+        index = socket.if_nametoindex(args.ifname)  # ioctl on a socket of this thread's namespace
+        requests = []
+        for ip in result["ips"]:
+            iface = ipaddress.ip_interface(ip["address"])
+            msg = ifaddrmsg()
+            msg["family"], msg["prefixlen"], msg["index"] = _FAMILY[iface.version], iface.network.prefixlen, index
+            msg["attrs"] = [("IFA_LOCAL", str(iface.ip)), ("IFA_ADDRESS", str(iface.ip))]
+            if iface.version == 4:
+                msg["attrs"].append(("IFA_BROADCAST", str(iface.network.broadcast_address)))
+            else:
+                msg["flags"] = IFA_F_NODAD
+            requests.append((f"add address {iface} to {args.ifname}", msg, RTM_NEWADDR, create))
+        up = ifinfmsg()
+        up["index"], up["flags"], up["change"] = index, IFF_UP, IFF_UP
+        requests.append((f"set {args.ifname} up", up, RTM_NEWLINK, 0))
+        for route in result["routes"]:
+            dst = ipaddress.ip_network(route["dst"], strict=False)
+            family = str(dst.version)
+            gw = route.get("gw") or (gateways.get(family) or (None,))[0]
+            msg = rtmsg()
+            msg["family"], msg["dst_len"], msg["table"] = _FAMILY[dst.version], dst.prefixlen, RT_TABLE_MAIN
+            msg["proto"], msg["scope"], msg["type"] = RTPROT_BOOT, 0, RTN_UNICAST
+            msg["attrs"] = [("RTA_OIF", index)] + ([("RTA_DST", str(dst.network_address))] if dst.prefixlen else [])
+            if gw:
+                msg["attrs"].append(("RTA_GATEWAY", gw))
+            requests.append((f"add route {route['dst']} via {gw or args.ifname}", msg, RTM_NEWROUTE, create))
+        v4 = gateways.get("4")
+        if n.is_gateway and v4 and v4[0] and bridge_mac:
+            msg = ndmsg()
+            msg["family"], msg["ifindex"], msg["state"] = _FAMILY[4], index, NUD_PERMANENT
+            msg["attrs"] = [("NDA_DST", v4[0]), ("NDA_LLADDR", bridge_mac)]
+            requests.append((f"add neighbour {v4[0]} on {args.ifname}", msg, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE))
+        _rtnl_batch(requests)
 
 
 def _enable_forwarding(families):

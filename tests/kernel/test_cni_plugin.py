@@ -4,6 +4,7 @@ environment from inside a throwaway host namespace, through the agent and in-pro
 import concurrent.futures
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -46,7 +47,6 @@ def test_result_has_the_reference_plugins_shape(cni_host):
     ref_pod = cni_host.pod()
     ref_conf = dict(conf, bridge="cniref", ipam=dict(conf["ipam"], dataDir=cni_host.data_dir + "-ref"))
     with netns.enter(cni_host.path):
-        import subprocess
         proc = subprocess.run(["/usr/lib/cni/bridge"], input=json.dumps(ref_conf).encode(), capture_output=True,
                               env={"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "ref", "CNI_NETNS": ref_pod,
                                    "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni", "PATH": os.environ["PATH"]})
