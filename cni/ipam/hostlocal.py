@@ -165,11 +165,18 @@ class Store:
             for entry in entries:
                 if entry.name == "lock" or entry.name.startswith(_LAST_RESERVED):
                     continue
+                # Every ADD reads every lease (as the reference's GetByID does): raw os calls
+                # cost a fifth of io.open's per file. Binary: the \r\n is part of the format.
                 try:
-                    with open(entry.path, "rb") as f:  # binary: the \r\n is part of the format
-                        data = f.read().decode("utf-8", errors="replace")
-                except (FileNotFoundError, IsADirectoryError):
+                    fd = os.open(entry.path, os.O_RDONLY)
+                except FileNotFoundError:
                     continue
+                try:
+                    data = os.read(fd, 4096).decode("utf-8", errors="replace")
+                except IsADirectoryError:
+                    continue
+                finally:
+                    os.close(fd)
                 cid, _, ifname = data.strip().partition(LINE_BREAK)
                 found[entry.name] = (cid.strip(), ifname.strip())
         return found
