@@ -7,6 +7,9 @@ Runs each size in a throwaway state directory and removes everything it made.
 
     bench/bringup.py                    # 200 pods on 4 nodes, 3 runs
     bench/bringup.py --pods 1000 --nodes 10 --runs 1
+
+After each `up`, one pod connects to every pod's netexec port (same node and across nodes):
+`reachable` counts the answers, which is how a neighbour-table overflow would show.
 """
 
 import argparse
@@ -19,6 +22,9 @@ import tempfile
 import time
 
 import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from netsim.probe import probe_many  # noqa: E402
 
 
 def lab(name, pods, nodes, cni):
@@ -49,8 +55,11 @@ def one_run(pods, nodes, cni, tmp, i):
     _, st = netsim(["status", "--name", name, "-o", "json"], env)
     doc = json.loads(st.stdout)
     running = sum(1 for p in doc["pods"] if p["phase"] == "Running")
+    src = "/run/netns/" + doc["pods"][0]["netns"]
+    results = probe_many([{"src_netns": src, "dst": p["ip"], "port": 8080, "timeout": 2.0} for p in doc["pods"]])
+    reachable = sum(1 for r in results if r.reachable)
     down, _ = netsim(["down", "--name", name], env)
-    return {"up_s": up, "down_s": down, "running": running}
+    return {"up_s": up, "down_s": down, "running": running, "reachable": reachable}
 
 
 def main():
@@ -72,6 +81,7 @@ def main():
                    "max": round(max(downs), 3)},
         "up_ms_per_pod": round(1000 * statistics.median(ups) / args.pods, 2),
         "pods_running": [r["running"] for r in runs],
+        "pods_reachable": [r["reachable"] for r in runs],
     }, indent=2))
 
 

@@ -2,7 +2,8 @@
 
 Every call is what a runtime does: exec the plugin executable with the CNI environment from
 inside the host-side namespace. Variants: ours through the resident agent, ours in-process
-(the shim's fallback), and /usr/lib/cni/bridge with /usr/lib/cni/host-local, each with
+(the shim's fallback), ours answered inside the runtime's own process without an exec (what a
+netsim node agent does, `cni.invoke`), and /usr/lib/cni/bridge with /usr/lib/cni/host-local, each with
 ipMasq true and false, alternated within every iteration so machine noise hits all alike.
 Each variant has its own host namespace; every pod namespace is fresh. Prints one JSON document.
 
@@ -24,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cni.agent import CNIAgent  # noqa: E402
 from cni.install import install_plugin  # noqa: E402
+from cni.invoke import InProcessExec  # noqa: E402
 from netsim import netns  # noqa: E402
 
 REFERENCE_DIR = "/usr/lib/cni"
@@ -35,14 +37,18 @@ def conf(name, data_dir, masq):
             "ipam": {"type": "host-local", "dataDir": data_dir, "ranges": [[{"subnet": "10.88.0.0/16"}]]}}
 
 
-def call(host, executable, bin_dir, command, cid, pod, stdin, agent=None):
+def _exec(executable, stdin, env):
+    return subprocess.run([executable], input=stdin, env=env, capture_output=True)
+
+
+def call(host, executable, bin_dir, command, cid, pod, stdin, agent=None, invoke=_exec):
     env = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": pod,
            "CNI_IFNAME": "eth0", "CNI_PATH": bin_dir}
     if agent:
         env["NETSIM_CNI_AGENT"] = agent
     with netns.enter(host):
         start = time.perf_counter()
-        proc = subprocess.run([executable], input=stdin, env=env, capture_output=True)
+        proc = invoke(executable, stdin, env)
         elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{executable} {command} {cid} failed: {proc.stdout.decode()} {proc.stderr.decode()}")
@@ -64,10 +70,12 @@ def main():
     work = tempfile.mkdtemp(prefix="netsim-bench-cni-")
     shim = install_plugin(os.path.join(work, "bin"))
     agent = CNIAgent(os.path.join(work, "agent.sock")).start()
+    no_exec = InProcessExec(agent.plugins, fallback=_exec)
     variants = {
-        "ours_agent": (shim, os.path.join(work, "bin"), agent.socket_path),
-        "ours_in_process": (shim, os.path.join(work, "bin"), None),
-        "reference": (os.path.join(REFERENCE_DIR, "bridge"), REFERENCE_DIR, None),
+        "ours_agent": (shim, os.path.join(work, "bin"), agent.socket_path, _exec),
+        "ours_in_process": (shim, os.path.join(work, "bin"), None, _exec),
+        "ours_no_exec": (shim, os.path.join(work, "bin"), None, no_exec),
+        "reference": (os.path.join(REFERENCE_DIR, "bridge"), REFERENCE_DIR, None, _exec),
     }
     hosts, pods = {}, []
     samples = {(v, m, c): [] for v in variants for m in (True, False) for c in ("ADD", "DEL")}
@@ -76,7 +84,7 @@ def main():
             for masq in (True, False):
                 hosts[variant, masq] = netns.create(f"{prefix}{variant[:6]}{int(masq)}")
         for i in range(opts.iterations):
-            for variant, (executable, bin_dir, sock) in variants.items():
+            for variant, (executable, bin_dir, sock, invoke) in variants.items():
                 for masq in (True, False):
                     host = hosts[variant, masq]
                     stdin = json.dumps(conf(f"bench{int(masq)}", os.path.join(work, variant), masq)).encode()
@@ -84,8 +92,9 @@ def main():
                     pods.append(pod_name)
                     pod = netns.create(pod_name)
                     cid = f"{prefix}-{i}"
-                    samples[variant, masq, "ADD"].append(call(host, executable, bin_dir, "ADD", cid, pod, stdin, sock))
-                    samples[variant, masq, "DEL"].append(call(host, executable, bin_dir, "DEL", cid, pod, stdin, sock))
+                    args = (host, executable, bin_dir)
+                    samples[variant, masq, "ADD"].append(call(*args, "ADD", cid, pod, stdin, sock, invoke))
+                    samples[variant, masq, "DEL"].append(call(*args, "DEL", cid, pod, stdin, sock, invoke))
                     netns.delete(pod_name)
     finally:
         agent.stop()
@@ -98,7 +107,7 @@ def main():
     report = {"iterations": opts.iterations, "cpu_count": os.cpu_count(), "results": {}, "ratios_vs_reference": {}}
     for (variant, masq, command), values in samples.items():
         report["results"].setdefault(variant, {}).setdefault(f"ipMasq={str(masq).lower()}", {})[command] = summary(values)
-    for variant in ("ours_agent", "ours_in_process"):
+    for variant in ("ours_agent", "ours_in_process", "ours_no_exec"):
         for masq in ("ipMasq=true", "ipMasq=false"):
             for command in ("ADD", "DEL"):
                 ours = report["results"][variant][masq][command]["median_ms"]
