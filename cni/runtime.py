@@ -129,14 +129,19 @@ def _check_plugin(plugin, field, source):
                           "expected an object of capability names to true/false")
 
 
-def conflist_from_bytes(data, source="<bytes>"):
-    """Parse a network configuration list; errors name SOURCE, the field and what is expected."""
+def _json_object(data, source):
     try:
         raw = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise CNIError(ERR_DECODE, f"{source}: not valid JSON ({e}); expected a JSON object") from None
     if not isinstance(raw, dict):
         raise _conf_error(source, "(top level)", "expected a JSON object", ERR_DECODE)
+    return raw
+
+
+def conflist_from_bytes(data, source="<bytes>"):
+    """Parse a network configuration list; errors name SOURCE, the field and what is expected."""
+    raw = _json_object(data, source)
     name = raw.get("name")
     if not isinstance(name, str) or not _VALID_NAME.match(name):
         raise _conf_error(source, "name", f"got {name!r}; expected a network name of letters, "
@@ -155,12 +160,7 @@ def conflist_from_bytes(data, source="<bytes>"):
 
 def _conflist_from_conf(data, source):
     """A single-plugin .conf file becomes a list of one, as libcni's ConfListFromConf does."""
-    try:
-        raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CNIError(ERR_DECODE, f"{source}: not valid JSON ({e}); expected a JSON object") from None
-    if not isinstance(raw, dict):
-        raise _conf_error(source, "(top level)", "expected a JSON object", ERR_DECODE)
+    raw = _json_object(data, source)
     _check_plugin(raw, "(top level)", source)
     wrapped = {"name": raw.get("name"), "cniVersion": raw.get("cniVersion"), "plugins": [raw]}
     return conflist_from_bytes(json.dumps(wrapped).encode(), source)
