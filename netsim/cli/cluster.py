@@ -12,7 +12,6 @@ import sys
 import time
 
 from cni.install import install_plugin
-from netsim import lab as labmod
 from netsim import ledger as ledgermod
 from netsim import netns, plan as planmod, state as statemod
 from netsim.realize import Realizer
