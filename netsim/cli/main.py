@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import shutil
 import sys
 
 from netsim import lab as labmod
@@ -21,16 +22,16 @@ def cmd_up(args, ui):
     plan = cluster.up(lab, ui)
     st = cluster.resolve_cluster(plan["cluster"])
     print_status(ui, st, plan)
-    first = next((p for p in plan["pods"]), None)
+    # Hints name the command as the user can type it (make up runs .venv/bin/netsim).
+    prog = "netsim" if shutil.which("netsim") == os.path.abspath(sys.argv[0]) else os.path.relpath(sys.argv[0])
     ui.note(f"\nCluster [bold]{plan['cluster']}[/] is up: {len(plan['nodes'])} nodes, {len(plan['pods'])} pods. "
             "Try:")
-    if first:
-        ui.note(f"  netsim exec {first['namespace']}/{first['name']} -- ip addr show eth0")
-    ui.note(f"  netsim exec {plan['nodes'][0]['name']} -- ip route")
-    if len(plan["pods"]) > 1:
+    if plan["pods"]:
         a, b = plan["pods"][0], plan["pods"][-1]
-        ui.note(f"  netsim probe {b['namespace']}/{b['name']} {a['namespace']}/{a['name']} --proto icmp")
-    ui.note(f"  netsim down --name {plan['cluster']}")
+        ui.note(f"  {prog} exec {a['namespace']}/{a['name']} -- ip addr show eth0")
+        ui.note(f"  {prog} probe {b['namespace']}/{b['name']} {a['namespace']}/{a['name']} --proto icmp")
+    ui.note(f"  {prog} exec {plan['nodes'][0]['name']} -- ip route")
+    ui.note(f"  {prog} down --name {plan['cluster']}")
     return 0
 
 
