@@ -20,6 +20,12 @@ system-packages:
 	if [ -n "$$missing" ]; then \
 		echo "Installing Debian packages:" $$missing; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+		case " $$(echo $$missing) " in *" etcd-server "*) \
+			if [ -d /run/systemd/system ]; then \
+				echo "Stopping the etcd service the etcd-server package started: netsim runs its own etcd."; \
+				systemctl disable --now etcd >/dev/null 2>&1 || true; \
+			fi;; \
+		esac; \
 	fi
 
 $(STAMP): pyproject.toml | system-packages
