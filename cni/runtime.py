@@ -202,7 +202,7 @@ class CNIConfig:
         self.env = dict(env or {})
         self.timeout = timeout
         # libcni's invoke.Exec seam: exec(plugin_path, stdin, env) -> CompletedProcess.
-        self.exec = exec or self._run
+        self.exec = exec or self.run_executable
 
     # --- exec ---------------------------------------------------------------------------
 
@@ -230,7 +230,8 @@ class CNIConfig:
         })
         return env
 
-    def _run(self, plugin_path, stdin, env):
+    def run_executable(self, plugin_path, stdin, env):
+        """The default exec: run the plugin binary (retrying ETXTBSY as libcni does)."""
         attempt = 0
         while True:
             try:

@@ -14,7 +14,6 @@ import asyncio
 import concurrent.futures
 import json
 import os
-import resource
 import signal
 import sys
 import time
@@ -65,7 +64,8 @@ def _env_of(container, pod, ip):
 class NodeAgent:
     def __init__(self, state, node_name):
         self.state = state
-        self.plan = json.load(open(state.plan))
+        with open(state.plan) as f:
+            self.plan = json.load(f)
         self.node = next(n for n in self.plan["nodes"] if n["name"] == node_name)
         self.ledger = Ledger(state.ledger)
         self.pods = [p for p in self.plan["pods"] if p["node"] == node_name]
@@ -73,21 +73,19 @@ class NodeAgent:
         self.server = resident.ResidentServer(on_exit=self._builtin_exited)
         self.processes = {}  # "ns/name" -> {container name: Popen}
         self.cni_agent = None
-        env, exec_ = {}, None
+        env = {}
         if self.plan["cni"]["plugins"] == "netsim":
             from cni.agent import CNIAgent
-            from cni.invoke import InProcessExec
 
             sock = agent_socket(state, node_name)
             self.cni_agent = CNIAgent(sock)
             self.cni_agent.start()
             env["NETSIM_CNI_AGENT"] = sock
-            if os.environ.get("NETSIM_CNI_EXEC") != "always":
-                exec_ = InProcessExec(self.cni_agent.plugins, fallback=None)
-        self.cni = CNIConfig(path=self.plan["cni"]["path"], cache_dir=self.plan["cni"]["cacheDir"],
-                             env=env, exec=exec_)
-        if exec_ is not None:
-            exec_.fallback = self.cni._run
+        self.cni = CNIConfig(path=self.plan["cni"]["path"], cache_dir=self.plan["cni"]["cacheDir"], env=env)
+        if self.cni_agent and os.environ.get("NETSIM_CNI_EXEC") != "always":
+            from cni.invoke import InProcessExec
+
+            self.cni.exec = InProcessExec(self.cni_agent.plugins, fallback=self.cni.run_executable)
         self.conflist = load_conflist(conflist_path(state, node_name))
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=PODS_IN_FLIGHT)
 
@@ -222,8 +220,6 @@ def main(argv=None):
     ap.add_argument("--node", required=True)
     args = ap.parse_args(argv)
     state = ClusterState(args.cluster)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     agent = NodeAgent(state, args.node)
     agent.ledger.record_process(os.getpid(), role=f"node-agent {args.node}")
     asyncio.run(agent.run())
