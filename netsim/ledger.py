@@ -7,7 +7,8 @@ never looks for objects by name pattern.
 
 Kinds: `netns` (a named network namespace), `uts` (a UTS namespace bound at a path),
 `link` (a link inside one of our namespaces; it goes away with its namespace, recorded so that
-a reader can see what was made), `process` (pid plus its start time, so a reused pid is never
+a reader can see what was made; links a CNI plugin makes are recorded from its result, after
+the fact), `process` (pid plus its start time, so a reused pid is never
 signalled).
 """
 

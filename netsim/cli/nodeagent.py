@@ -105,6 +105,11 @@ class NodeAgent:
                                ("K8S_POD_NAME", pod["name"]),
                                ("K8S_POD_INFRA_CONTAINER_ID", pod["containerID"])])
         result = self.cni.add_network_list(self.conflist, rt)
+        # The plugin made these; recorded after the fact (the ledger cannot see inside a plugin).
+        # They live in the node's and the pod's namespaces and go away with them.
+        for iface in result.get("interfaces", []):
+            self.ledger.record("link", name=iface.get("name"), type="cni",
+                               netns=iface.get("sandbox") or self.node["netns"], pod=pod["netns"])
         ip = result["ips"][0]["address"].split("/")[0]
         return pod_dir, netns_path, uts, ip
 
