@@ -29,6 +29,7 @@ class EtcdStore(Store):
         self.url = url
         self._kv = client.kvstub
         self._watch_stub = rpc.WatchStub(client.channel)
+        self._closed = False
 
     @classmethod
     async def open(cls, host: str, port: int, url: str) -> "EtcdStore":
@@ -44,6 +45,7 @@ class EtcdStore(Store):
         return store
 
     async def _rpc(self, method, request):
+        self._check_open()
         try:
             return await method(request)
         except rpc.AioRpcError as err:
@@ -65,6 +67,7 @@ class EtcdStore(Store):
         start = max(prefix, start_after + "\0") if start_after else prefix
         request = rpc.RangeRequest(key=start.encode() or b"\0", range_end=_range_end(prefix),
                                    limit=max(limit, 0), revision=revision)
+        self._check_open()
         try:
             response = await self._kv.Range(request)
         except rpc.AioRpcError as err:
@@ -135,6 +138,7 @@ class EtcdStore(Store):
                 response.header.revision)
 
     async def compact(self, revision: int) -> None:
+        self._check_open()
         try:
             await self._kv.Compact(rpc.CompactionRequest(revision=revision))
         except rpc.AioRpcError as err:
@@ -161,6 +165,7 @@ class EtcdStore(Store):
 
     async def _watch_stream(self, create: rpc.WatchCreateRequest):
         """The responses of one watch stream; closing the generator ends the stream."""
+        self._check_open()
         stop = asyncio.Event()
 
         async def requests():
@@ -172,8 +177,13 @@ class EtcdStore(Store):
             async for response in call:
                 yield response
         except rpc.AioRpcError as err:
-            if err.code() != rpc.StatusCode.CANCELLED:  # cancelled: the store was closed
+            if not self._closed:
                 raise self._error(err) from None
+        except asyncio.CancelledError:
+            # Closing the channel cancels its calls; to the watcher that is the end of the
+            # watch, not a cancellation of its own task, unless that is cancelled too.
+            if not self._closed or asyncio.current_task().cancelling():
+                raise
         finally:
             stop.set()
             call.cancel()
@@ -190,7 +200,14 @@ class EtcdStore(Store):
             await stream.aclose()
         return compacted + 1
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"store {self.url} is closed")
+
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         await self._client.close()
 
 

@@ -46,12 +46,16 @@ def _healthy(client_url: str) -> bool:
 
 
 @contextlib.contextmanager
-def running_etcd():
-    """Run a single-member etcd; yield its store URL (etcd://127.0.0.1:PORT)."""
+def running_etcd(parent_dir: str | None = None):
+    """Run a single-member etcd; yield its store URL (etcd://127.0.0.1:PORT).
+
+    Its data lives in a new directory under `parent_dir` (default: /dev/shm if present).
+    """
     if not os.access(ETCD, os.X_OK):
         pytest.skip(f"{ETCD} not installed (Debian package etcd-server; `make setup` installs it)")
-    scratch = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    data_dir = tempfile.mkdtemp(prefix="netsim-etcd-", dir=scratch)
+    if parent_dir is None and os.path.isdir("/dev/shm"):
+        parent_dir = "/dev/shm"
+    data_dir = tempfile.mkdtemp(prefix="netsim-etcd-", dir=parent_dir)
     client_port, peer_port = _free_port(), _free_port()
     client_url = f"http://127.0.0.1:{client_port}"
     peer_url = f"http://127.0.0.1:{peer_port}"

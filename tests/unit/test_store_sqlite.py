@@ -119,16 +119,3 @@ def test_a_watcher_that_falls_behind_still_gets_every_event(tmp_path, monkeypatc
         await store.close()
     run(body)
 
-
-def test_closing_the_store_ends_its_watches(tmp_path):
-    async def body():
-        store = await open_store(f"sqlite://{tmp_path}/state.db")
-        watch = store.watch("/registry/", await store.current_revision())
-        waiting = asyncio.ensure_future(anext(watch))
-        await asyncio.sleep(0.01)
-        await store.close()
-        with pytest.raises(StopAsyncIteration):
-            await asyncio.wait_for(waiting, 2)
-        with pytest.raises(StoreError, match="closed"):
-            await store.get("/registry/x")
-    run(body)

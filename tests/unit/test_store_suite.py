@@ -10,7 +10,7 @@ import secrets
 import pytest
 
 from cluster.store import (Compacted, Conflict, FutureRevision, KeyExists, KeyNotFound,
-                           open_store)
+                           StoreError, open_store)
 from tests.support.etcd import etcd_url  # noqa: F401  (the session fixture)
 
 
@@ -223,6 +223,20 @@ def test_cancelling_the_watching_task_stops_the_watch(run, prefix):
         await asyncio.sleep(0.05)
         assert seen == [prefix + "a"]
     run(body)
+
+
+def test_closing_the_store_ends_its_watches(store_url, prefix):
+    async def body():
+        store = await open_store(store_url)
+        watch = store.watch(prefix, await store.current_revision())
+        waiting = asyncio.ensure_future(anext(watch))
+        await asyncio.sleep(0.05)  # the watch is established and waiting for changes
+        await store.close()
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(waiting, 2)
+        with pytest.raises(StoreError, match="closed"):
+            await store.get(prefix + "x")
+    asyncio.run(body())
 
 
 def test_compacted_history_cannot_be_watched_or_listed(run, prefix):
