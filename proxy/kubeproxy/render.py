@@ -104,6 +104,10 @@ class Rendering:
         self._state = state
 
     @property
+    def config(self):
+        return self._state["config"]
+
+    @property
     def service_ports(self):
         return len(self._state["fragments"])
 
