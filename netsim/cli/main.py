@@ -205,6 +205,10 @@ def parser():
     p.add_argument("pod", metavar="NAMESPACE/POD")
     p.add_argument("-c", "--container")
     p.set_defaults(fn=cmd_logs)
+
+    p = sub.add_parser("cni", help="CNI plugin tools: netsim cni conformance --plugin PATH")
+    from .conformance import add_cni_parser
+    add_cni_parser(p)
     return ap
 
 
