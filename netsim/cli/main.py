@@ -9,7 +9,7 @@ import sys
 from netsim import lab as labmod
 from netsim import netns
 
-from . import cluster
+from . import apiserver, cluster
 from .errors import UserError
 from .targets import resolve
 from .ui import UI
@@ -209,6 +209,14 @@ def parser():
     p = sub.add_parser("cni", help="CNI plugin tools: netsim cni conformance --plugin PATH")
     from .conformance import add_cni_parser
     add_cni_parser(p)
+
+    p = sub.add_parser("apiserver", help="run a Kubernetes API server alone, in the foreground")
+    apiserver.add_arguments(p)
+    p.set_defaults(fn=apiserver.cmd_apiserver)
+
+    p = sub.add_parser("kubeconfig", help="print the admin kubeconfig of a running API server or cluster")
+    p.add_argument("--name", help="API server or cluster name (default: the only one)")
+    p.set_defaults(fn=apiserver.cmd_kubeconfig)
     return ap
 
 

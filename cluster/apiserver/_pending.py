@@ -1,0 +1,51 @@
+"""TEMPORARY adapter while cluster.api's validation, patch, selectors and tables land; removed
+before this work is finished. Selectors other than empty ones are refused, not emulated."""
+
+import types
+
+from cluster.api import defaults, errors, schema
+
+
+class _Everything:
+    def empty(self):
+        return True
+
+    def matches(self, *_):
+        return True
+
+
+def _parse(text, *_):
+    if text:
+        raise errors.bad_request("selectors are not available yet")
+    return _Everything()
+
+
+selectors = types.SimpleNamespace(parse_label_selector=_parse, parse_field_selector=_parse,
+                                  from_label_selector=lambda d: "")
+validation = types.SimpleNamespace(default=defaults.default, validate=lambda r, o, old=None: [],
+                                   unknown_fields=schema.unknown_fields)
+
+
+def _merge(orig, p):
+    if not isinstance(p, dict):
+        return p
+    out = dict(orig) if isinstance(orig, dict) else {}
+    for k, v in p.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = _merge(out.get(k), v)
+    return out
+
+
+patch = types.SimpleNamespace(merge_patch=_merge, strategic_merge_patch=lambda o, p, r: _merge(o, p),
+                              json_patch=None)
+
+
+def _table(res, objs, include_object="Metadata", list_rv=""):
+    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": list_rv},
+            "columnDefinitions": [{"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0}],
+            "rows": [{"cells": [o["metadata"]["name"]], "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}} for o in objs]}
+
+
+tables = types.SimpleNamespace(table=_table)
