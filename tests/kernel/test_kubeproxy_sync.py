@@ -189,3 +189,31 @@ def test_flush_removes_every_chain_and_jump(lab):
         assert f.read().strip() == "0"
     with pytest.raises(TimeoutError):  # no DNAT any more: the SYN leaves by the uplink, unanswered
         lab.connect("client", VIP, 80, timeout=0.5)
+
+
+def test_udp_endpoint_change_flushes_stale_conntrack_entries(lab, syncer):
+    def udp_service():
+        svc = service()
+        svc["spec"]["ports"][0]["protocol"] = "UDP"
+        return svc
+
+    def udp_slice(pod):
+        es = endpoint_slice(pod)
+        es["ports"][0]["protocol"] = "UDP"
+        return es
+
+    def entries():
+        with netns.enter(lab.ns("node")):
+            out = subprocess.run(["conntrack", "-L", "-p", "udp", "--orig-dst", VIP], capture_output=True, text=True)
+        return [line for line in out.stdout.splitlines() if VIP in line]
+
+    first = render([udp_service()], [udp_slice("pod1")], NODE, CONFIG)
+    syncer.sync(first)
+    with netns.enter(lab.ns("client")):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with sock:
+        sock.sendto(b"ping", (VIP, 80))
+    assert entries(), "the datagram should have created a conntrack entry to the Service IP"
+    result = syncer.sync(render([udp_service()], [udp_slice("pod2")], NODE, CONFIG, previous=first))
+    assert result.conntrack_flushes == 1
+    assert entries() == []
