@@ -3,27 +3,6 @@ before this work is finished. Selectors other than empty ones are refused, not e
 
 import types
 
-from cluster.api import defaults, errors, schema
-
-
-class _Everything:
-    def empty(self):
-        return True
-
-    def matches(self, *_):
-        return True
-
-
-def _parse(text, *_):
-    if text:
-        raise errors.bad_request("selectors are not available yet")
-    return _Everything()
-
-
-selectors = types.SimpleNamespace(parse_label_selector=_parse, parse_field_selector=_parse,
-                                  from_label_selector=lambda d: "")
-validation = types.SimpleNamespace(default=defaults.default, validate=lambda r, o, old=None: [],
-                                   unknown_fields=schema.unknown_fields)
 
 
 def _merge(orig, p):

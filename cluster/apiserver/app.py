@@ -270,8 +270,9 @@ def build_app(store, *, authenticator, authorizer=None, admission=None, admissio
     for path in ("/version", "/healthz", "/livez", "/readyz", "/openapi/v2", "/openapi/v3",
                  "/openapi/v3/{tail:.*}"):
         app.router.add_route("*", path, server.handle_plain)
-    app.router.add_route("*", "/api", server.handle)
-    app.router.add_route("*", "/apis", server.handle)
+    for path in ("/api", "/apis", "/api/", "/apis/"):
+        app.router.add_route("*", path, server.handle)
     app.router.add_route("*", "/api/{tail:.*}", server.handle)
     app.router.add_route("*", "/apis/{tail:.*}", server.handle)
+    app.router.add_route("*", "/{tail:.*}", server.handle_plain)  # a 404 Status, not aiohttp's text
     return app

@@ -14,11 +14,11 @@ import copy
 import datetime
 import json
 
-from cluster.api import errors
+from cluster.api import errors, selectors, validation
 try:  # TEMPORARY
-    from cluster.api import patch, selectors, validation
+    from cluster.api import patch
 except ImportError:
-    from ._pending import patch, selectors, validation
+    from ._pending import patch
 from cluster.store import Compacted, Conflict, FutureRevision, KeyExists, KeyNotFound
 
 from . import strategy
@@ -268,9 +268,10 @@ class Registry:
         await self.admission.admit(req, self.context)
         return req
 
-    async def _validate_admission(self, req):
+    async def _validate_admission(self, req, warnings):
         if req is not None:
             await self.admission.validate(req, self.context)
+            warnings.extend(req.warnings)
 
     async def create(self, res, ns, obj, opts, user=None):
         """(created object, warnings)."""
@@ -289,7 +290,7 @@ class Registry:
             req = await self._admit("CREATE", res, "", ns, meta.get("name", ""), obj, None, user,
                                     opts.dry_run)
             self._validate(res, obj)
-            await self._validate_admission(req)
+            await self._validate_admission(req, warnings)
             if opts.dry_run:
                 return obj, warnings
             try:
@@ -320,7 +321,8 @@ class Registry:
                 new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
             return new
 
-        obj = await self._guaranteed_update(res, ns, name, transform, opts, user, sub, precondition)
+        obj = await self._guaranteed_update(res, ns, name, transform, opts, user, sub, precondition,
+                                            warnings=warnings)
         return 200, obj, warnings
 
     async def patch(self, res, ns, name, patch_type, doc, opts, user=None, sub=""):
@@ -360,11 +362,12 @@ class Registry:
                 self._field_validation(res, new, opts, warnings)
             return new
 
-        obj = await self._guaranteed_update(res, ns, name, transform, opts, user, sub, precondition)
+        obj = await self._guaranteed_update(res, ns, name, transform, opts, user, sub, precondition,
+                                            warnings=warnings)
         return 200, obj, warnings
 
     async def _guaranteed_update(self, res, ns, name, transform, opts, user, sub, precondition,
-                                 admit=True):
+                                 admit=True, warnings=None):
         """Read, transform, check and compare-and-swap, retrying a lost race when unconditional."""
         key = res.key(ns, name)
         for attempt in range(MAX_RETRIES):
@@ -389,7 +392,7 @@ class Registry:
                 req = await self._admit("UPDATE", res, sub, ns, name, new, old, user, opts.dry_run)
             self._validate(res, new, old)
             if admit:
-                await self._validate_admission(req)
+                await self._validate_admission(req, [] if warnings is None else warnings)
             new["metadata"]["resourceVersion"] = str(rev)
             if new == old:
                 return old  # nothing changed: nothing is written, the resourceVersion stays

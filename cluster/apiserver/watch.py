@@ -17,11 +17,11 @@ import random
 
 from aiohttp import web
 
-from cluster.api import errors
+from cluster.api import errors, selectors
 try:  # TEMPORARY
-    from cluster.api import selectors, tables
+    from cluster.api import tables
 except ImportError:
-    from ._pending import selectors, tables
+    from ._pending import tables
 from cluster.store import Compacted, StoreError
 
 from . import negotiation
