@@ -5,22 +5,6 @@ import types
 
 
 
-def _merge(orig, p):
-    if not isinstance(p, dict):
-        return p
-    out = dict(orig) if isinstance(orig, dict) else {}
-    for k, v in p.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = _merge(out.get(k), v)
-    return out
-
-
-patch = types.SimpleNamespace(merge_patch=_merge, strategic_merge_patch=lambda o, p, r: _merge(o, p),
-                              json_patch=None)
-
-
 def _table(res, objs, include_object="Metadata", list_rv=""):
     return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": list_rv},
             "columnDefinitions": [{"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0}],

@@ -14,11 +14,7 @@ import copy
 import datetime
 import json
 
-from cluster.api import errors, selectors, validation
-try:  # TEMPORARY
-    from cluster.api import patch
-except ImportError:
-    from ._pending import patch
+from cluster.api import errors, patch, selectors, validation
 from cluster.store import Compacted, Conflict, FutureRevision, KeyExists, KeyNotFound
 
 from . import strategy

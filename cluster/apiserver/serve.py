@@ -64,12 +64,9 @@ def write_kubeconfig(path, server_url, token, name, ca_cert):
 
 
 def _admission():
-    """(chain, AdmissionRequest) of cluster.admission's default plugins, or (None, None) without it."""
-    try:  # TEMPORARY until every plugin has landed
-        from cluster import admission
-        return admission.default_chain(), admission.AdmissionRequest
-    except ImportError:
-        return None, None
+    """(chain, AdmissionRequest) of cluster.admission's default plugins."""
+    from cluster import admission
+    return admission.default_chain(), admission.AdmissionRequest
 
 
 class Server:
