@@ -111,6 +111,72 @@ def _walk_unknown(node, value, path: str, found: list[str]) -> None:
             _walk_unknown(node["items"], child, f"{path}[{i}]", found)
 
 
+_JSON_TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
+               "object": (dict,), "array": (list,)}
+_TYPE_WORDS = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean",
+               "object": "object", "array": "list"}
+
+
+def type_errors(resource: Resource, obj: dict) -> list[tuple[str, object, str]]:
+    """(path, value, expected type) for every value whose JSON type the schema does not allow.
+
+    Null is allowed where a field is optional (Go decodes it as the zero value), but not as an
+    item of a list of objects, which the validators below would have to guess at.
+    """
+    found: list[tuple[str, object, str]] = []
+    _walk_types({"$ref": definition_name(resource)}, obj, "", found)
+    return found
+
+
+def _expected(node: dict) -> str:
+    if node.get("format") == "int-or-string" or node.get("x-kubernetes-int-or-string"):
+        return "int-or-string"
+    if node.get("type") == "string" and node is definitions().get(QUANTITY):
+        return "quantity"
+    if "properties" in node or "additionalProperties" in node:
+        return "object"
+    return node.get("type", "")
+
+
+def _walk_types(node, value, path: str, found: list) -> None:
+    node = resolve(node)
+    if node is None or is_free_form(node) or value is None:
+        return
+    expected = _expected(node)
+    if expected == "int-or-string":
+        ok = isinstance(value, (int, str)) and not isinstance(value, bool)
+        words = "integer or string"
+    elif expected == "quantity":
+        ok = isinstance(value, (int, float, str)) and not isinstance(value, bool)
+        words = "quantity"
+    elif expected in _JSON_TYPES:
+        ok = isinstance(value, _JSON_TYPES[expected])
+        if expected in ("integer", "number") and isinstance(value, bool):
+            ok = False
+        words = _TYPE_WORDS[expected]
+    else:
+        return
+    if not ok:
+        found.append((path or ".", value, words))
+        return
+    if isinstance(value, dict):
+        props = node.get("properties")
+        if props is not None:
+            for key, child in value.items():
+                if key in props:
+                    _walk_types(props[key], child, f"{path}.{key}" if path else key, found)
+        elif "additionalProperties" in node:
+            for key, child in value.items():
+                _walk_types(node["additionalProperties"], child, f"{path}[{key}]", found)
+    elif isinstance(value, list) and "items" in node:
+        item_node = resolve(node["items"])
+        for i, child in enumerate(value):
+            if child is None and item_node is not None and "properties" in item_node:
+                found.append((f"{path}[{i}]", None, "object"))
+            else:
+                _walk_types(node["items"], child, f"{path}[{i}]", found)
+
+
 # --- OpenAPI documents -----------------------------------------------------------------------
 
 def _gvk(resource: Resource) -> dict:
