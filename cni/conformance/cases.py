@@ -16,6 +16,9 @@ import json
 
 from cni import spec
 from cni.conformance import schema
+from cni.runtime import CNIConfig, RuntimeConf, conflist_from_bytes
+from cni.spec import CNIError
+from netsim import netns
 
 CONCURRENT_ADDS = 8
 
@@ -519,10 +522,6 @@ def error_cni_version_field(run):
       "For all additional plugins, the previous result is the result of the previous plugins. ... "
       "The previous result provided is always the final result of the _add_ operation.", needs=("chain",))
 def chain_prev_result(run):
-    from cni.runtime import CNIConfig, RuntimeConf, conflist_from_bytes
-    from cni.spec import CNIError
-    from netsim import netns
-
     network = run.target.chain
     notes = []
     version = _chain_version(run, network, notes)
