@@ -12,10 +12,6 @@ import logging
 from aiohttp import web
 
 from cluster.api import errors, schema
-try:  # TEMPORARY
-    from cluster.api import tables
-except ImportError:
-    from ._pending import tables
 from cluster.api.resources import lookup
 from cluster.auth.rbac import forbidden as rbac_forbidden
 from cluster.auth.requestinfo import attributes_for
@@ -240,7 +236,7 @@ class APIServer:
             return head[:-1] + b',"items":[' + b",".join(items) + b"]}"
         objs = [json.loads(v) for v in items]
         if form == negotiation.TABLE:
-            doc = tables.table(res, objs, include_object=include, list_rv="" if single else str(rev))
+            doc = negotiation.tables().table(res, objs, include_object=include, list_rv="" if single else str(rev))
             if cont:
                 doc.setdefault("metadata", {})["continue"] = cont
             return dumps(doc)

@@ -25,6 +25,16 @@ NOT_SERVED = ("; protobuf, CBOR and server-side apply (application/apply-patch+y
 OBJECT, TABLE, PARTIAL, DISCOVERY_V2, DISCOVERY_V2BETA1 = "object", "table", "partial", "v2", "v2beta1"
 
 
+def tables():
+    """cluster.api.tables, or None while it is not installed: Table requests then fall back to
+    the next type the client accepts (kubectl then shows NAME and AGE only)."""
+    try:
+        from cluster.api import tables as module
+    except ImportError:
+        return None
+    return module
+
+
 def media_type(header):
     """The bare type of a Content-Type header value, lower case, parameters dropped."""
     return header.split(";", 1)[0].strip().lower()
@@ -56,7 +66,9 @@ def accepted(header):
         if not as_:
             return OBJECT
         if as_ == "Table" and group == "meta.k8s.io" and params.get("v") in ("v1", "v1beta1"):
-            return TABLE
+            if tables() is not None:
+                return TABLE
+            continue
         if as_ in ("PartialObjectMetadata", "PartialObjectMetadataList") and group == "meta.k8s.io":
             return PARTIAL
         if as_ == "APIGroupDiscoveryList" and group == "apidiscovery.k8s.io":

@@ -18,10 +18,6 @@ import random
 from aiohttp import web
 
 from cluster.api import errors, selectors
-try:  # TEMPORARY
-    from cluster.api import tables
-except ImportError:
-    from ._pending import tables
 from cluster.store import Compacted, StoreError
 
 from . import negotiation
@@ -57,7 +53,7 @@ class _Encoder:
         if obj is None:
             obj = decode(value, revision)
         if self.form == negotiation.TABLE:
-            doc = tables.table(self.res, [obj], include_object=self.include_object)
+            doc = negotiation.tables().table(self.res, [obj], include_object=self.include_object)
             if self.columns_sent:
                 # Later events leave the columns out, as upstream does to save bandwidth.
                 doc["columnDefinitions"] = []

@@ -82,6 +82,7 @@ def test_apply_creates_then_reapply_configures(kubectl, ns, tmp_path):
 
 
 def test_get_shows_the_usual_columns(kubectl, ns, tmp_path):
+    pytest.importorskip("cluster.api.tables", reason="Table responses come from cluster.api.tables")
     manifest = tmp_path / "pod.yaml"
     manifest.write_text(POD.format(ns=ns, port=8080))
     kubectl("apply", "-f", str(manifest))
