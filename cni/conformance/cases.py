@@ -359,8 +359,8 @@ def _del_releases(run, how, **del_args):
         left = left.without_links()
         run.lab.remove_netns(att.netns)
     if left:
-        raise Failed(f"DEL succeeded but left what ADD created: {left.describe()}\n"
-                     f"DEL was: {inv.describe()}")
+        raise Failed(f"DEL succeeded ({inv.describe()}) but left what ADD created:\n- "
+                     + left.describe("\n- "))
     return f"DEL exit 0 and released {mine.describe()}"
 
 

@@ -99,11 +99,11 @@ class Snapshot:
     def __bool__(self):
         return bool(self.links or self.netfilter or self.ipam_files)
 
-    def describe(self):
+    def describe(self, sep="; "):
         parts = [f"host link {name}" for name in sorted(self.links)]
         parts += sorted(self.netfilter)
         parts += [f"IPAM file {path}" for path in sorted(self.ipam_files)]
-        return "; ".join(parts) or "nothing"
+        return sep.join(parts) or "nothing"
 
 
 class Lab:
