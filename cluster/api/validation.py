@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 
 from cluster.api import names, schema
 from cluster.api.defaults import default  # noqa: F401  (part of this module's contract)
 from cluster.api.errors import Cause
 from cluster.api.resources import Resource
+from cluster.api.selectors import from_label_selector
 
 IMMUTABLE = "field is immutable"
 TOTAL_ANNOTATION_SIZE = 256 * 1024
@@ -160,7 +162,6 @@ def validate_label_selector(selector, path: str) -> list[Cause]:
 
 
 def selector_matches(selector: dict, labels: dict) -> bool:
-    from cluster.api.selectors import from_label_selector
     return from_label_selector(selector).matches(labels or {})
 
 
@@ -1038,7 +1039,6 @@ def _network_policy_peer(peer, path: str) -> list[Cause]:
     causes += validate_label_selector(peer.get("namespaceSelector"), f"{path}.namespaceSelector")
     block = peer.get("ipBlock")
     if block is not None:
-        import ipaddress
         cidr = block.get("cidr") or ""
         if not cidr:
             causes.append(Cause.required(f"{path}.ipBlock.cidr"))
