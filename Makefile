@@ -7,7 +7,7 @@ NETSIM := $(VENV)/bin/netsim
 # Debian's python3 (not whatever python3 comes first on PATH): a fresh machine has only this.
 SYSTEM_PYTHON := /usr/bin/python3
 DEB_PACKAGES := python3 python3-venv iproute2 iptables ipset conntrack tcpdump \
-	containernetworking-plugins iputils-ping curl procps etcd-server
+	containernetworking-plugins iputils-ping curl procps etcd-server openssl
 STAMP := $(VENV)/.installed
 LAB ?=
 

@@ -109,6 +109,18 @@ def _check_version(conf, command):
     return version
 
 
+def _version_answer(stdin):
+    """VERSION echoes the cniVersion it was asked with (SPEC.md, VERSION: "cniVersion: The value
+    of cniVersion specified on input"), or names the newest when the input has none we know."""
+    try:
+        asked = json.loads(stdin or b"{}").get("cniVersion")
+    except (ValueError, AttributeError):
+        asked = None
+    version = asked if asked in SUPPORTED_VERSIONS else SUPPORTED_VERSIONS[-1]
+    doc = {"cniVersion": version, "supportedVersions": list(SUPPORTED_VERSIONS)}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
 def _error(err, version):
     return 1, (json.dumps(err.to_json(version), indent=4)).encode()
 
@@ -125,8 +137,7 @@ def dispatch(env, stdin, plugin):
         if missing:
             raise CNIError(spec.ERR_INVALID_ENV, f"required env variables [{' '.join(missing)}] missing")
         if command == "VERSION":
-            doc = {"cniVersion": SUPPORTED_VERSIONS[-1], "supportedVersions": list(SUPPORTED_VERSIONS)}
-            return 0, json.dumps(doc, separators=(",", ":")).encode()
+            return 0, _version_answer(stdin)
         conf = _parse_conf(stdin)
         if command not in ("GC", "STATUS"):
             validate_container_id(env.get("CNI_CONTAINERID", ""))
