@@ -1,7 +1,9 @@
 """The conformance cases as pytest tests, for a plugin author's own test run:
 
-    pytest -p cni.conformance.pytest_plugin --cni-plugin /path/to/plugin [--cni-conf conf.json]
-           [--cni-version 1.0.0]
+    pytest --cni-plugin=/path/to/plugin [--cni-conf=conf.json] [--cni-version=1.0.0]
+
+(loaded through netsim's `pytest11` entry point; `-p cni.conformance.pytest_plugin` where
+netsim is on the path but not installed)
 
 adds one test per case, `conformance[<case id>]` (select with -k as usual), run against one
 suite (lab, namespaces) for the whole session and torn down at its end. The same settings can
