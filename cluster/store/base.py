@@ -5,9 +5,9 @@ the next global revision (which becomes the object's resourceVersion), a key rem
 revision of its last change (its mod revision), updates and deletes can be made conditional on
 it, and the history of changes can be watched from any revision not yet compacted.
 
-Compaction follows etcd's rule: after `compact(C)` the store can still be read at revision C
-and still replays changes with revision >= C, so a watch after revision R fails with
-`Compacted` when R + 1 < C, and a list at revision R fails when R < C.
+After `compact(C)` the store can still be read as it was at revision C (etcd's rule) and
+replays the changes after C: a list at revision R and a watch after revision R both fail with
+`Compacted` when R < C.
 """
 
 import abc

@@ -151,9 +151,13 @@ class EtcdStore(Store):
     # -- watch -------------------------------------------------------------------------------
 
     async def watch(self, prefix: str, after_revision: int) -> AsyncIterator[Event]:
+        # Starting at after_revision itself (and dropping its changes) rather than one later
+        # makes etcd refuse exactly when after_revision < the compacted revision, as the
+        # contract says; etcd's own rule would also accept after_revision = compacted - 1,
+        # though a deletion at the compacted revision is gone from its history by then.
         create = rpc.WatchCreateRequest(key=prefix.encode() or b"\0",
                                         range_end=_range_end(prefix),
-                                        start_revision=after_revision + 1, prev_kv=True)
+                                        start_revision=max(after_revision, 1), prev_kv=True)
         async for response in self._watch_stream(create):
             if response.compact_revision:
                 raise Compacted(after_revision, response.compact_revision)
@@ -161,7 +165,8 @@ class EtcdStore(Store):
                 raise StoreError(f"etcd at {self.url} cancelled the watch of {prefix!r}: "
                                  f"{response.cancel_reason or 'no reason given'}")
             for event in response.events:
-                yield _event(event, after_revision)
+                if event.kv.mod_revision > after_revision:
+                    yield _event(event, after_revision)
 
     async def _watch_stream(self, create: rpc.WatchCreateRequest):
         """The responses of one watch stream; closing the generator ends the stream."""

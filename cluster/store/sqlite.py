@@ -211,13 +211,12 @@ class SQLiteStore(Store):
             end = min(start + COMPACT_STEP, revision)
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
-                # Rows superseded at or before `end` cannot be read at `end` or later...
+                # Rows superseded at or before `end` cannot be read at `end` or later, nor
+                # tombstones: at `end` their keys simply do not exist.
                 self._db.execute(
                     "DELETE FROM kine WHERE id IN (SELECT prev_revision FROM kine "
                     "WHERE id > ? AND id <= ? AND prev_revision != 0)", (start, end))
-                # ...nor tombstones before it; the one at `end` is still a change a watch
-                # from `end` - 1 must report.
-                self._db.execute("DELETE FROM kine WHERE deleted = 1 AND id < ?", (end,))
+                self._db.execute("DELETE FROM kine WHERE deleted = 1 AND id <= ?", (end,))
                 self._db.execute(
                     "INSERT INTO compaction (id, revision) VALUES (1, ?) "
                     "ON CONFLICT (id) DO UPDATE SET revision = excluded.revision", (end,))
@@ -266,7 +265,7 @@ class SQLiteStore(Store):
     def _history(self, prefix: str, after: int, high: int) -> list[_Row]:
         if self._closed:
             return []
-        if after + 1 < (compacted := self._compact_revision()):
+        if after < (compacted := self._compact_revision()):
             raise Compacted(after, compacted)
         where, args = _key_range(prefix)
         rows = self._db.execute(

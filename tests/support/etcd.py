@@ -12,9 +12,11 @@ Tests use the session fixture `etcd_url` (import it into a conftest or test modu
 """
 
 import contextlib
+import ctypes
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -29,6 +31,13 @@ START_TIMEOUT = 20.0
 # variable names the (Go) architecture it runs on.
 GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
            "s390x": "s390x", "riscv64": "riscv64"}
+
+
+def _die_with_parent():
+    # Runs in the child before exec: if the test process is killed outright (no cleanup
+    # runs), the kernel kills etcd too instead of leaving it running.
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _free_port() -> int:
@@ -68,7 +77,7 @@ def running_etcd(parent_dir: str | None = None):
              "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
              "--initial-cluster", f"netsim-test={peer_url}", "--log-level", "warn",
              "--logger", "zap"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while not _healthy(client_url):

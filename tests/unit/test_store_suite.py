@@ -253,17 +253,33 @@ def test_compacted_history_cannot_be_watched_or_listed(run, prefix):
         with pytest.raises(Compacted) as listed:
             await store.list(prefix, revision=revisions[1])
         assert listed.value.compact_revision == keep
-        with pytest.raises(Compacted) as watched:
-            await take(store.watch(prefix, before), 1)
-        assert watched.value.compact_revision == keep
-        # The compacted revision itself is still readable, and its change still watchable.
+        for after in (before, keep - 1):
+            with pytest.raises(Compacted) as watched:
+                await take(store.watch(prefix, after), 1)
+            assert watched.value.compact_revision == keep
+        # The store can still be read as it was at the compacted revision, and watched after.
         items, at = await store.list(prefix, revision=keep)
         assert (items, at) == ([(key, b"2", keep)], keep)
-        watch = store.watch(prefix, keep - 1)
-        assert [(e.value, e.revision) for e in await take(watch, 3)] == [
-            (b"2", keep), (b"3", revisions[3]), (b"4", revisions[4])]
+        watch = store.watch(prefix, keep)
+        assert [(e.value, e.revision) for e in await take(watch, 2)] == [
+            (b"3", revisions[3]), (b"4", revisions[4])]
         await watch.aclose()
         assert await store.get(key) == (b"4", revisions[4])
+    run(body)
+
+
+def test_a_deletion_at_the_compacted_revision(run, prefix):
+    async def body(store):
+        await store.create(prefix + "gone", b"x")
+        _, deleted = await store.delete(prefix + "gone")
+        await store.compact(deleted)
+        with pytest.raises(Compacted):
+            await take(store.watch(prefix, deleted - 1), 1)
+        assert await store.list(prefix, revision=deleted) == ([], deleted)
+        watch = store.watch(prefix, deleted)
+        created = await store.create(prefix + "next", b"y")
+        assert [(e.type, e.revision) for e in await take(watch, 1)] == [("ADDED", created)]
+        await watch.aclose()
     run(body)
 
 
