@@ -10,8 +10,9 @@ no reader at or after the watermark can need, and records the watermark in `comp
 One process owns a database file (the API server): the connection holds SQLite's exclusive
 lock, so watches can be fed from the rows this process commits instead of by polling the
 table, and a second server on the same file is refused instead of silently missing events.
-SQLite calls run on the event loop: with WAL and synchronous=NORMAL a write is ~40 µs and a
-read less, cheaper than a hop to a thread.
+SQLite calls run on the event loop, cheaper than a hop to a thread: with WAL and
+synchronous=NORMAL, bench/store.py measured a write at 20 µs (p99 0.15 ms), a get at 3 µs, a
+100-key list at 0.13 ms and a 2000-key list at 2.5 ms (p99 5 ms) on this machine.
 """
 
 from __future__ import annotations  # a method named `list` shadows the builtin in the class body
