@@ -19,13 +19,19 @@ system-packages:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "Installing Debian packages:" $$missing; \
+		etcd_new=; case " $$(echo $$missing) " in *" etcd-server "*) etcd_new=1;; esac; \
+		policy=; if [ -n "$$etcd_new" ] && [ ! -e /usr/sbin/policy-rc.d ]; then \
+			policy=1; printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; \
+		fi; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
-		case " $$(echo $$missing) " in *" etcd-server "*) \
-			if [ -d /run/systemd/system ]; then \
-				echo "Stopping the etcd service the etcd-server package started: netsim runs its own etcd."; \
-				systemctl disable --now etcd >/dev/null 2>&1 || true; \
-			fi;; \
-		esac; \
+		status=$$?; \
+		[ -n "$$policy" ] && rm -f /usr/sbin/policy-rc.d; \
+		if [ -n "$$etcd_new" ]; then \
+			echo "Disabling the etcd service of Debian's etcd-server: netsim runs its own etcd."; \
+			if [ -d /run/systemd/system ]; then systemctl disable --now etcd >/dev/null 2>&1; \
+			else update-rc.d etcd disable >/dev/null 2>&1; fi; \
+		fi; \
+		exit $$status; \
 	fi
 
 $(STAMP): pyproject.toml | system-packages
