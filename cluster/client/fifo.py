@@ -68,6 +68,7 @@ class DeltaFIFO:
         self._closed = False
         self._populated = False
         self._initial_population = 0
+        self.synced = asyncio.Event()  # set when has_synced() becomes true
 
     def _queue_delta(self, type_: str, obj) -> None:
         key = obj.key if isinstance(obj, DeletedFinalStateUnknown) else self.key_func(obj)
@@ -106,6 +107,8 @@ class DeltaFIFO:
         if not self._populated:
             self._populated = True
             self._initial_population = len(self._queue)
+            if not self._initial_population:
+                self.synced.set()
 
     def resync(self) -> None:
         """A Sync delta for every cached object with nothing pending (pending changes win)."""
@@ -140,3 +143,5 @@ class DeltaFIFO:
         finally:
             if self._initial_population > 0:
                 self._initial_population -= 1
+                if not self._initial_population:
+                    self.synced.set()

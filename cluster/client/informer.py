@@ -4,8 +4,9 @@ As client-go's: the Reflector lists (page by page, at one revision) and then wat
 list's resourceVersion, feeding a DeltaFIFO; a watch that ends is resumed from the last
 resourceVersion seen (bookmarks advance it, so a quiet watch does not fall behind compaction);
 410 Expired means the history is gone, so it lists again, and the DeltaFIFO turns objects that
-vanished meanwhile into deletions of `DeletedFinalStateUnknown`. Other failures back off
-exponentially with jitter (0.8 s doubling to 30 s) before trying again.
+vanished meanwhile into deletions of `DeletedFinalStateUnknown`. A server that is away or
+failing (unreachable, 5xx, 429, a watch closed at once) is watched again from the same point
+after a backoff (0.8 s doubling to 30 s, with jitter); any other failure lists again after it.
 
 The Informer pops the DeltaFIFO, applies each change to its Indexer and then calls the event
 handlers (`on_add(obj)`, `on_update(old, new)`, `on_delete(obj_or_DeletedFinalStateUnknown)`),
@@ -26,7 +27,7 @@ from cluster.api.resources import Resource
 
 from . import fifo as fifo_
 from .cache import NAMESPACE_INDEX, IndexFunc, Indexer, index_by_namespace
-from .rest import Client, Unreachable
+from .rest import Client
 
 log = logging.getLogger(__name__)
 
@@ -129,20 +130,21 @@ class Reflector:
                             store.delete(obj)
                         # BOOKMARK: only the resume point moves.
                         self.last_sync_resource_version = watch.resource_version
-                if not events and asyncio.get_running_loop().time() - started < 1:
-                    # client-go's "very short watch": a server closing at once must not spin us.
-                    raise RuntimeError("the watch closed at once without an event")
-            except Unreachable as e:
-                # The resume point is still good: watch again from it once the server is back.
-                self.last_sync_resource_version = watch.resource_version
-                delay = self.backoff.delay()
-                log.info("%r: %s; watching again in %.1fs", self, e, delay)
-                await asyncio.sleep(delay)
-            except APIError as e:
+                if events or asyncio.get_running_loop().time() - started >= 1:
+                    continue  # the server's timeout: resume at once
+                # client-go's "very short watch": a server closing at once (e.g. shutting
+                # down) must not make us spin; the resume point is still good.
+                reason = "the watch closed at once without an event"
+            except APIError as e:  # Unreachable included
                 if e.code == 410:
                     raise _Expired(e.message) from e
-                raise
-
+                if e.code < 500 and e.code != 429:
+                    raise  # e.g. 403: list again, which also reports the refusal
+                reason = str(e)  # the server is away or busy; the resume point is still good
+            delay = self.backoff.delay()
+            log.info("%r: %s; watching again from resourceVersion %s in %.1fs", self, reason,
+                     self.last_sync_resource_version, delay)
+            await asyncio.sleep(delay)
 
 Handler = Callable[..., object]
 
@@ -171,7 +173,6 @@ class Informer:
         self.resync_period = resync_period
         self._handlers: list[_Handlers] = []
         self._tasks: list[asyncio.Task] = []
-        self._synced = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"Informer({self.reflector!r})"
@@ -219,12 +220,12 @@ class Informer:
 
     def has_synced(self) -> bool:
         """True once the first list has reached the cache and the handlers."""
-        return self._synced.is_set()
+        return self.fifo.has_synced()
 
     async def wait_for_sync(self, timeout: float | None = None) -> bool:
         """Wait until has_synced(); False if `timeout` seconds pass first."""
         try:
-            await asyncio.wait_for(self._synced.wait(), timeout)
+            await asyncio.wait_for(self.fifo.synced.wait(), timeout)
         except asyncio.TimeoutError:
             return False
         return True
@@ -239,11 +240,8 @@ class Informer:
             self.fifo.resync()
 
     async def _process_loop(self) -> None:
-        fifo = self.fifo
         while True:
-            await fifo.pop(self._process)
-            if not self._synced.is_set() and fifo.has_synced():
-                self._synced.set()
+            await self.fifo.pop(self._process)
 
     async def _process(self, key: str, deltas: list[fifo_.Delta]) -> None:
         indexer = self.indexer

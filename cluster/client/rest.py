@@ -254,9 +254,8 @@ class Client:
             options["propagationPolicy"] = propagation_policy
         if preconditions:
             options["preconditions"] = preconditions
-        if dry_run:
-            options["dryRun"] = ["All"]
-        return await self.request("DELETE", self.path(res, ns, name), body=options)
+        return await self.request("DELETE", self.path(res, ns, name), body=options,
+                                  params=self._write_params(dry_run, None, None))
 
     def watch(self, res: Resource, namespace: str | None = None, *, resource_version: str = "",
               label_selector: str = "", field_selector: str = "", allow_bookmarks: bool = True,
