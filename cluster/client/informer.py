@@ -17,6 +17,7 @@ be coroutines.
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import logging
 import random
@@ -146,6 +147,7 @@ class Reflector:
                      self.last_sync_resource_version, delay)
             await asyncio.sleep(delay)
 
+
 Handler = Callable[..., object]
 
 
@@ -173,6 +175,7 @@ class Informer:
         self.resync_period = resync_period
         self._handlers: list[_Handlers] = []
         self._tasks: list[asyncio.Task] = []
+        self._replays: set[asyncio.Future] = set()
 
     def __repr__(self) -> str:
         return f"Informer({self.reflector!r})"
@@ -186,11 +189,13 @@ class Informer:
         handlers = _Handlers(on_add, on_update, on_delete)
         self._handlers.append(handlers)
         if on_add is not None and len(self.indexer):
-            # Coroutine handlers replay in a task, in order; plain ones at once.
+            # Plain handlers replay at once; coroutine handlers in a task of their own.
             replay = [on_add(obj) for obj in self.indexer.list()]
             pending = [r for r in replay if inspect.isawaitable(r)]
             if pending:
-                self._tasks.append(asyncio.ensure_future(asyncio.gather(*pending)))
+                task = asyncio.ensure_future(asyncio.gather(*pending))
+                self._replays.add(task)
+                task.add_done_callback(self._replays.discard)
 
     @property
     def started(self) -> bool:
@@ -206,7 +211,7 @@ class Informer:
             self._tasks.append(asyncio.create_task(self._resync_loop(), name=f"{self!r} resync"))
 
     async def stop(self) -> None:
-        tasks, self._tasks = self._tasks, []
+        tasks, self._tasks = self._tasks + list(self._replays), []
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -293,7 +298,7 @@ class SharedInformerFactory:
             informer = self._informers[key] = Informer(
                 self.client, resource, namespace, label_selector=label_selector,
                 field_selector=field_selector, resync_period=self.resync_period,
-                backoff=Backoff(self.backoff.initial, self.backoff.maximum) if self.backoff else None)
+                backoff=copy.copy(self.backoff))
         missing = {n: f for n, f in (indexers or {}).items() if not informer.indexer.has_index(n)}
         if missing:
             informer.add_indexers(missing)

@@ -66,8 +66,9 @@ def load(path: str, context: str | None = None) -> Connection:
         try:
             ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
         except (ValueError, UnicodeDecodeError):
-            raise KubeconfigError(f"kubeconfig {path}: clusters[{ctx.get('cluster')!r}]."
-                                  "certificate-authority-data: expected base64 of a PEM certificate") from None
+            raise KubeconfigError(
+                f"kubeconfig {path}: clusters[{ctx.get('cluster')!r}].certificate-authority-data: "
+                "expected base64 of a PEM certificate") from None
     elif cluster.get("certificate-authority"):
         ca = _read_relative(path, cluster["certificate-authority"])
     token = user.get("token", "")

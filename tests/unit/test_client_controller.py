@@ -42,10 +42,11 @@ def mirror_controller(client, factory, namespace, failures=None):
 
 
 def mirrored(informer, count):
+    def done(cm):
+        want = json.dumps(cm.get("data") or {}, sort_keys=True)
+        return (cm["metadata"].get("annotations") or {}).get(MIRROR) == want
     cms = informer.indexer.list()
-    return len(cms) == count and all(
-        (cm["metadata"].get("annotations") or {}).get(MIRROR) == json.dumps(cm.get("data") or {}, sort_keys=True)
-        for cm in cms)
+    return len(cms) == count and all(done(cm) for cm in cms)
 
 
 def test_a_toy_controller_converges_and_retries_failures_with_backoff(api, ns):

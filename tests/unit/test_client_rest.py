@@ -169,7 +169,8 @@ def test_watch_of_a_compacted_revision_raises_410_expired(api, ns):
     async def body(c):
         old = (await c.create(CONFIGMAPS, {"metadata": {"name": "old"}}, ns))["metadata"]["resourceVersion"]
         for i in range(3):
-            current = (await c.patch(CONFIGMAPS, "old", {"data": {"i": str(i)}}, ns))["metadata"]["resourceVersion"]
+            patched = await c.patch(CONFIGMAPS, "old", {"data": {"i": str(i)}}, ns)
+        current = patched["metadata"]["resourceVersion"]
         await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
             api.server.store.compact(int(current)), api.loop))
         with pytest.raises(APIError) as e:
