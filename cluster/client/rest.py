@@ -80,12 +80,10 @@ class Client:
         self._headers = {"Accept": "application/json"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
-        self._ssl: ssl.SSLContext | bool | None = None
+        # The kubeconfig's CA when it has one, else the system's; `insecure` skips verification.
+        self._ssl: ssl.SSLContext | bool = True
         if self.url.startswith("https://"):
-            if insecure:
-                self._ssl = False
-            else:
-                self._ssl = ssl.create_default_context(cadata=ca_data or None)
+            self._ssl = False if insecure else ssl.create_default_context(cadata=ca_data or None)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._session: aiohttp.ClientSession | None = None
@@ -101,8 +99,7 @@ class Client:
         # Made on first use, inside the running loop that will own it.
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=0, ssl=self._ssl, keepalive_timeout=60)
-            self._session = aiohttp.ClientSession(headers=self._headers, connector=connector,
-                                                  json_serialize=json.dumps)
+            self._session = aiohttp.ClientSession(headers=self._headers, connector=connector)
         return self._session
 
     async def close(self) -> None:

@@ -5,8 +5,11 @@ restarts."""
 import asyncio
 import json
 
+import pytest
+
 from cluster.api.errors import APIError
-from cluster.client import Backoff, Controller, SharedInformerFactory, split_key
+from cluster.client import (Backoff, Client, Controller, Informer, SharedInformerFactory, owner_key,
+                            split_key)
 from cluster.client.workqueue import ExponentialRateLimiter
 from tests.support.apiserver import sqlite_apiserver  # noqa: F401  (fixture)
 from tests.unit.test_client_informer import restart, restartable, until  # noqa: F401  (fixtures)
@@ -101,3 +104,23 @@ def test_the_controller_recovers_after_the_api_server_restarts(restartable):  # 
             await asyncio.gather(task, return_exceptions=True)
             await factory.shutdown()
     run_with_client(api, body)
+
+
+def test_owner_key_maps_a_child_to_its_owners_of_one_kind():
+    rs = {"metadata": {"name": "web-5d8f", "namespace": "shop", "ownerReferences": [
+        {"kind": "Deployment", "name": "web"}, {"kind": "Other", "name": "x"}]}}
+    assert owner_key("Deployment")(rs) == ["shop/web"]
+    assert owner_key("Deployment")({"metadata": {"name": "orphan", "namespace": "shop"}}) == []
+
+
+def test_a_controller_whose_informers_cannot_sync_says_which_and_why():
+    async def body():
+        async with Client("https://127.0.0.1:1", "token") as c:
+            informer = Informer(c, CONFIGMAPS, "default", backoff=Backoff(initial=0.05))
+            controller = Controller("stuck", lambda key: None)
+            controller.watch(informer)
+            with pytest.raises(TimeoutError, match=r"controller stuck: Informer\(Reflector\(configmaps "
+                                                   r"in default\)\) did not sync within 0.3s"):
+                await controller.run(sync_timeout=0.3)
+            await informer.stop()
+    asyncio.run(body())
