@@ -14,9 +14,9 @@ from aiohttp import web
 from cluster.api import errors, schema
 from cluster.api.resources import lookup
 from cluster.auth.rbac import forbidden as rbac_forbidden
-from cluster.auth.requestinfo import attributes_for
+from cluster.auth import requestinfo
 
-from . import discovery, negotiation, requestinfo, watch
+from . import discovery, negotiation, watch
 from .negotiation import JSON, PATCH_TYPES, dumps
 from .registry import Options, Registry, with_rv
 
@@ -56,10 +56,10 @@ class APIServer:
             raise errors.unauthorized()
         return user
 
-    def authorize(self, user, request):
+    def authorize(self, user, info, query):
         if self.authorizer is None:
             return
-        attrs = attributes_for(user, request.method, request.path, request.query)
+        attrs = requestinfo.attributes(user, info, query)
         allowed, reason = self.authorizer.authorize(attrs)
         if not allowed:
             raise rbac_forbidden(attrs, reason)
@@ -71,7 +71,7 @@ class APIServer:
         try:
             info = requestinfo.parse(request.method, request.path, request.query)
             user = self.authenticate(request)
-            self.authorize(user, request)
+            self.authorize(user, info, request.query)
             path = request.path.rstrip("/")
             if request.method != "GET":
                 raise errors.APIError(405, "MethodNotAllowed", f"{request.method} is not supported on {path}")
@@ -101,7 +101,7 @@ class APIServer:
             query = request.query
             info = requestinfo.parse(request.method, request.path, query)
             user = self.authenticate(request)
-            self.authorize(user, request)
+            self.authorize(user, info, query)
             if not info.resource_request:
                 return self._discovery(request, info)
             res = lookup(info.group, info.version, info.resource)
@@ -109,7 +109,7 @@ class APIServer:
                 raise _NOT_FOUND
             if info.subresource and info.subresource not in res.subresources:
                 raise _NOT_FOUND
-            if not res.namespaced and info.namespace:
+            if not res.namespaced and info.namespace and res.plural != "namespaces":
                 raise _NOT_FOUND
             return await self._resource(request, info, res, user)
         except errors.APIError as e:
@@ -141,7 +141,9 @@ class APIServer:
         return _response(200, dumps(doc))
 
     async def _resource(self, request, info, res, user):
-        verb, sub, ns, name = info.verb, info.subresource, info.namespace, info.name
+        # A Namespace is cluster-scoped; RequestInfo names it as its own namespace too.
+        verb, sub, name = info.verb, info.subresource, info.name
+        ns = info.namespace if res.namespaced else ""
         api_verb = {"watch": "watch", "get": "get", "list": "list"}.get(verb, verb)
         if not sub and api_verb not in res.verbs:
             raise errors.method_not_supported(res, api_verb)
