@@ -16,8 +16,8 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from cluster.controllers.objects import (controller_ref, is_deleting, is_pod_ready,
-                                         is_pod_terminal, labels_of, meta, name_of,
-                                         namespace_of, pod_ips, uid_of)
+                                         is_pod_terminal, labels_of, name_of, namespace_of,
+                                         pod_ips, uid_of)
 
 MAX_ENDPOINTS_PER_SLICE = 100
 CONTROLLER_NAME = "endpointslice-controller.k8s.io"
