@@ -6,6 +6,7 @@ a route per resource: it is both faster than aiohttp's router and the natural pl
 security checks, which every resource request passes.
 """
 
+import asyncio
 import json
 import logging
 
@@ -265,6 +266,14 @@ def build_app(store, *, authenticator, authorizer=None, admission=None, admissio
     server = APIServer(registry, authenticator, authorizer)
     app = web.Application(client_max_size=8 * 1024 * 1024)
     app[REGISTRY] = registry
+    app[watch.STOPPING] = asyncio.Event()
+
+    async def end_watches(app):
+        # Open watches would hold a graceful stop until they time out: end them now, so that
+        # clients reconnect (and resume from their resourceVersion) to the next server.
+        app[watch.STOPPING].set()
+
+    app.on_shutdown.append(end_watches)
     for path in ("/version", "/healthz", "/livez", "/readyz", "/openapi/v2", "/openapi/v3",
                  "/openapi/v3/{tail:.*}"):
         app.router.add_route("*", path, server.handle_plain)

@@ -31,6 +31,7 @@ from .tls import ensure_serving_cert, server_context
 
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+SHUTDOWN_GRACE_S = 1.0
 
 
 def parse_listen(listen):
@@ -101,7 +102,10 @@ class Server:
             await self._bootstrap(app[REGISTRY])
             await self._rbac.start()
             # handler_cancellation: a watch whose client left stops at once, not at its next event.
-            self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+            # shutdown_timeout: requests finish in milliseconds, but open watches would hold a
+            # graceful stop for aiohttp's default 60 s; they are cancelled, as a crash would.
+            self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
+                                         shutdown_timeout=SHUTDOWN_GRACE_S)
             await self._runner.setup()
             self.cert, key = ensure_serving_cert(os.path.dirname(os.path.abspath(self.token_file)), self.host)
             site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True,

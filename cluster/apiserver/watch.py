@@ -24,6 +24,8 @@ from . import negotiation
 from .negotiation import dumps
 from .registry import decode, parse_rv, with_rv
 
+# Set when the server shuts down: every open watch ends.
+STOPPING = web.AppKey("watches-stopping", asyncio.Event)
 # How often an idle watch that allows bookmarks gets one (upstream: about once a minute).
 BOOKMARK_INTERVAL = 30.0
 # A watch without timeoutSeconds ends after a random 30-60 minutes, as upstream spreads them.
@@ -148,6 +150,7 @@ async def serve(request, registry, res, ns, name, query, form):
         if chunk:
             await resp.write(b"".join(chunk))
     events = registry.store.watch(prefix, position)
+    stopping = asyncio.ensure_future(request.app[STOPPING].wait())
     pending = None
     try:
         while True:
@@ -158,7 +161,10 @@ async def serve(request, registry, res, ns, name, query, form):
                 wait = min(wait, BOOKMARK_INTERVAL)
             if wait <= 0:
                 break
-            done, _ = await asyncio.wait((pending,), timeout=wait)
+            done, _ = await asyncio.wait((pending, stopping), timeout=wait,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if stopping in done:
+                break
             if not done:
                 if loop.time() >= deadline:
                     break
@@ -185,6 +191,7 @@ async def serve(request, registry, res, ns, name, query, form):
     except ConnectionResetError:
         pass  # the client left
     finally:
+        stopping.cancel()
         if pending is not None:
             pending.cancel()
             with contextlib.suppress(BaseException):
