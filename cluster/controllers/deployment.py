@@ -182,12 +182,12 @@ def new_replica_set(deployment: dict, owned: list[dict], existing_names: set[str
     spec = deployment.get("spec") or {}
     template = copy.deepcopy(spec.get("template") or {})
     collision = (deployment.get("status") or {}).get("collisionCount")
-    held = {name_of(rs): rs for rs in owned} | {n: None for n in existing_names
-                                                 if n not in {name_of(rs) for rs in owned}}
+    # a name already taken is held by another template, or it would be the new ReplicaSet
+    taken = {name_of(rs) for rs in owned} | set(existing_names)
     while True:
         pod_hash = compute_hash(template, collision)
         name = f"{name_of(deployment)}-{pod_hash}"
-        if name not in held:
+        if name not in taken:
             break
         collision = (collision or 0) + 1
     template.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = pod_hash

@@ -7,7 +7,7 @@ decides for a node, as the framework stops there.
 """
 from __future__ import annotations
 
-from cluster.api.selectors import from_label_selector
+from cluster.api.selectors import LabelSelector, from_label_selector
 from cluster.controllers.nodelifecycle import TAINT_UNSCHEDULABLE, tolerates
 from cluster.scheduler import resources as res
 
@@ -155,24 +155,22 @@ def spread_constraints(pod: dict, when: str | None = None) -> list[dict]:
             if when is None or c.get("whenUnsatisfiable", "DoNotSchedule") == when]
 
 
-def domain_counts(constraint: dict, pod: dict, nodes: list[dict],
+def domain_counts(key: str, selector: LabelSelector, pod: dict, nodes: list[dict],
                   pods_on_nodes: dict[str, list[dict]]) -> dict[str, int]:
-    """Matching pods per topology domain, over the nodes that carry the key and that the pod's
-    node affinity allows (upstream counts only those)."""
-    key = constraint.get("topologyKey")
-    selector = from_label_selector(constraint.get("labelSelector"))
+    """Pods of the pod's namespace matching `selector` per topology domain of `key`, over the
+    nodes that carry the key and that the pod's node affinity allows (upstream counts only
+    those); terminating pods do not count."""
     namespace = (pod.get("metadata") or {}).get("namespace")
     counts: dict[str, int] = {}
     for node in nodes:
         domain = _labels(node).get(key)
         if domain is None or not matches_node_affinity(pod, node):
             continue
-        counts.setdefault(domain, 0)
-        for other in pods_on_nodes.get(_name(node), []):
-            if ((other.get("metadata") or {}).get("namespace") == namespace
-                    and selector.matches(_labels(other))
-                    and not (other.get("metadata") or {}).get("deletionTimestamp")):
-                counts[domain] += 1
+        counts[domain] = counts.get(domain, 0) + sum(
+            1 for other in pods_on_nodes.get(_name(node), [])
+            if (other.get("metadata") or {}).get("namespace") == namespace
+            and selector.matches(_labels(other))
+            and not (other.get("metadata") or {}).get("deletionTimestamp"))
     return counts
 
 
@@ -182,8 +180,9 @@ def pod_topology_spread(pod: dict, node: dict, nodes: list[dict] = (),
         domain = _labels(node).get(c.get("topologyKey"))
         if domain is None:
             return [ERR_TOPOLOGY_LABEL]
-        counts = domain_counts(c, pod, list(nodes), pods_on_nodes or {})
-        self_match = 1 if from_label_selector(c.get("labelSelector")).matches(_labels(pod)) else 0
+        selector = from_label_selector(c.get("labelSelector"))
+        counts = domain_counts(c.get("topologyKey"), selector, pod, list(nodes), pods_on_nodes or {})
+        self_match = 1 if selector.matches(_labels(pod)) else 0
         lowest = min(counts.values()) if counts else 0
         min_domains = c.get("minDomains")
         if min_domains and len(counts) < min_domains:

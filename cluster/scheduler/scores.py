@@ -12,8 +12,8 @@ import math
 from cluster.api.selectors import LabelSelector, from_label_selector
 from cluster.controllers.nodelifecycle import tolerates
 from cluster.scheduler import resources as res
-from cluster.scheduler.filters import (domain_counts, matches_node_affinity,
-                                       node_selector_term_matches, spread_constraints)
+from cluster.scheduler.filters import (domain_counts, node_selector_term_matches,
+                                       spread_constraints)
 
 MAX_SCORE = 100
 WEIGHTS = {"TaintToleration": 3, "NodeAffinity": 2, "NodeResourcesFit": 1,
@@ -21,8 +21,7 @@ WEIGHTS = {"TaintToleration": 3, "NodeAffinity": 2, "NodeResourcesFit": 1,
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 # PodTopologySpread's system defaults (ScheduleAnyway)
-DEFAULT_CONSTRAINTS = ({"topologyKey": HOSTNAME_LABEL, "maxSkew": 3},
-                       {"topologyKey": ZONE_LABEL, "maxSkew": 5})
+DEFAULT_CONSTRAINTS = ((HOSTNAME_LABEL, 3), (ZONE_LABEL, 5))
 
 
 def _name(obj: dict) -> str:
@@ -125,26 +124,22 @@ def default_spread_selector(pod: dict, services: list[dict], replica_sets: list[
 def topology_spread(pod, nodes, pods_on_nodes, spread_selector: LabelSelector | None = None,
                     **_) -> dict[str, int]:
     """Fewer matching pods in the node's domains scores higher (PodTopologySpread's Score)."""
-    constraints = spread_constraints(pod, "ScheduleAnyway")
-    if not constraints and not spread_constraints(pod) and spread_selector is not None:
-        constraints = [dict(c, _selector=spread_selector) for c in DEFAULT_CONSTRAINTS]
-    if not constraints:
-        return {_name(n): 0 for n in nodes}
-    eligible = [n for n in nodes if matches_node_affinity(pod, n)]
+    constraints = [(c.get("topologyKey"), int(c.get("maxSkew", 1)),
+                    from_label_selector(c.get("labelSelector")))
+                   for c in spread_constraints(pod, "ScheduleAnyway")]
+    if not spread_constraints(pod) and spread_selector is not None:
+        constraints = [(key, skew, spread_selector) for key, skew in DEFAULT_CONSTRAINTS]
     raw: dict[str, float] = {}
-    for c in constraints:
-        selector = c.get("_selector")
-        counts = (domain_counts(c, pod, eligible, pods_on_nodes) if selector is None
-                  else _counts_by(selector, c["topologyKey"], pod, eligible, pods_on_nodes))
+    for key, skew, selector in constraints:
+        counts = domain_counts(key, selector, pod, nodes, pods_on_nodes)
         if not counts:
             continue
         # domains weigh by log(count + 2): a hostname constraint counts less than a zone one
         weight = math.log(len(counts) + 2)
         for node in nodes:
-            domain = _labels(node).get(c["topologyKey"])
+            domain = _labels(node).get(key)
             if domain is not None:
-                raw[_name(node)] = raw.get(_name(node), 0.0) + (
-                    counts.get(domain, 0) * weight + int(c.get("maxSkew", 1)) - 1)
+                raw[_name(node)] = raw.get(_name(node), 0.0) + counts.get(domain, 0) * weight + skew - 1
     if not raw:
         return {_name(n): 0 for n in nodes}
     top, low = max(raw.values()), min(raw.values())
@@ -158,21 +153,6 @@ def topology_spread(pod, nodes, pods_on_nodes, spread_selector: LabelSelector | 
         else:
             out[_name(node)] = int(MAX_SCORE * (top + low - s) / top)
     return out
-
-
-def _counts_by(selector: LabelSelector, key: str, pod: dict, nodes: list[dict],
-               pods_on_nodes: dict[str, list[dict]]) -> dict[str, int]:
-    namespace = (pod.get("metadata") or {}).get("namespace")
-    counts: dict[str, int] = {}
-    for node in nodes:
-        domain = _labels(node).get(key)
-        if domain is None:
-            continue
-        counts[domain] = counts.get(domain, 0) + sum(
-            1 for p in pods_on_nodes.get(_name(node), [])
-            if (p.get("metadata") or {}).get("namespace") == namespace
-            and selector.matches(_labels(p)))
-    return counts
 
 
 SCORES = {"TaintToleration": taint_toleration, "NodeAffinity": node_affinity,
