@@ -72,9 +72,9 @@ def is_controlled_by(obj: dict, owner: dict) -> bool:
 
 
 def creation_key(obj: dict) -> tuple:
-    """Oldest first, then by name: upstream's ByCreationTimestamp orderings."""
+    """Oldest first (no timestamp counts as oldest), then by name: ByCreationTimestamp."""
     t = parse_time(meta(obj).get("creationTimestamp"))
-    return (t is None, t or datetime.min.replace(tzinfo=timezone.utc), name_of(obj))
+    return (t or datetime.min.replace(tzinfo=timezone.utc), name_of(obj))
 
 
 # --- pods -------------------------------------------------------------------------------------
