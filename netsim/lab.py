@@ -6,6 +6,7 @@
     serviceCIDR: 10.96.0.0/12
     nodeNetwork: 172.18.0.0/16 # the network the nodes share (a bridge in the fabric namespace)
     cni: netsim                # or `reference`: /usr/lib/cni/bridge + host-local
+    loadBalancerPool: 172.18.200.0/24  # LoadBalancer IPs (a CIDR or a list); none: <pending>
     manifests:                 # Kubernetes manifests, inline or {path: file.yaml}
       - {path: pods.yaml}
 
@@ -27,7 +28,9 @@ DEFAULTS = {
     "cni": "netsim",
 }
 CNI_CHOICES = ("netsim", "reference")
-KNOWN_FIELDS = set(DEFAULTS) | {"manifests"}
+KNOWN_FIELDS = set(DEFAULTS) | {"manifests", "loadBalancerPool"}
+# The external client namespace ("the outside world") answers to this name on the CLI.
+RESERVED_NODE_NAMES = ("external",)
 SUPPORTED_KINDS = ("Namespace", "Pod")
 MAX_NODES = 250
 # labs/ sits beside the packages in the source tree, which the Makefile installs editable.
@@ -49,7 +52,8 @@ class LabError(ValueError):
 class Lab:
     """A validated lab: plain attributes, manifests as a list of dicts with their source."""
 
-    def __init__(self, name, nodes, cluster_cidr, service_cidr, node_network, cni, manifests, source):
+    def __init__(self, name, nodes, cluster_cidr, service_cidr, node_network, cni, manifests, source,
+                 load_balancer_pool=()):
         self.name = name
         self.nodes = nodes
         self.cluster_cidr = cluster_cidr
@@ -58,6 +62,7 @@ class Lab:
         self.cni = cni
         self.manifests = manifests
         self.source = source
+        self.load_balancer_pool = list(load_balancer_pool)
 
 
 def load(path):
@@ -97,8 +102,9 @@ def from_dict(doc, source="<lab>"):
                                               f"node /24s but the lab has {len(nodes)} nodes; use a larger CIDR")
     service_cidr = _network(source, "serviceCIDR", merged["serviceCIDR"], max_prefix=28)
     node_network = _network(source, "nodeNetwork", merged["nodeNetwork"], max_prefix=29)
-    if node_network.num_addresses - 3 < len(nodes):
-        raise LabError(source, "nodeNetwork", f"{node_network} has room for {node_network.num_addresses - 3} "
+    # Network and broadcast addresses, the fabric bridge and the external client take four.
+    if node_network.num_addresses - 4 < len(nodes):
+        raise LabError(source, "nodeNetwork", f"{node_network} has room for {node_network.num_addresses - 4} "
                                               f"nodes but the lab has {len(nodes)}")
     nets = {"clusterCIDR": cluster_cidr, "serviceCIDR": service_cidr, "nodeNetwork": node_network}
     names = list(nets)
@@ -111,8 +117,27 @@ def from_dict(doc, source="<lab>"):
     if cni not in CNI_CHOICES:
         raise LabError(source, "cni", f"expected one of {', '.join(CNI_CHOICES)}, got {cni!r}")
 
+    pool = _pool(source, doc.get("loadBalancerPool"), [cluster_cidr, service_cidr])
     manifests = _manifests(source, doc.get("manifests") or [])
-    return Lab(name, nodes, str(cluster_cidr), str(service_cidr), str(node_network), cni, manifests, source)
+    return Lab(name, nodes, str(cluster_cidr), str(service_cidr), str(node_network), cni, manifests, source,
+               load_balancer_pool=[str(n) for n in pool])
+
+
+def _pool(source, value, taken):
+    """LoadBalancer IPs: a CIDR or a list of CIDRs, disjoint from the pod and Service networks."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    pool = []
+    for i, item in enumerate(items):
+        field = f"loadBalancerPool[{i}]" if isinstance(value, list) else "loadBalancerPool"
+        net = _network(source, field, item, max_prefix=32)
+        for other in taken:
+            if net.overlaps(other):
+                raise LabError(source, field, f"{net} overlaps {other}; LoadBalancer IPs must be outside "
+                                              "the pod and Service networks")
+        pool.append(net)
+    return pool
 
 
 def _nodes(source, value):
@@ -130,6 +155,9 @@ def _nodes(source, value):
                                                       f"most 63 characters), got {n!r}")
             if n in seen:
                 raise LabError(source, f"nodes[{i}]", f"node {n!r} is listed twice")
+            if n in RESERVED_NODE_NAMES:
+                raise LabError(source, f"nodes[{i}]", f"{n!r} names the external client namespace; "
+                                                      "choose another node name")
             seen.add(n)
         if len(value) > MAX_NODES:
             raise LabError(source, "nodes", f"at most {MAX_NODES} nodes, got {len(value)}")

@@ -70,6 +70,14 @@ def add_route(ipr, dst, gateway, ifname=None):
     ipr.route("add", **attrs)
 
 
+def add_multipath_route(ipr, dst, gateways, ifname):
+    """DST over every gateway at once (ECMP), or a plain route when there is one."""
+    if len(gateways) == 1:
+        return add_route(ipr, dst, gateways[0], ifname)
+    oif = index(ipr, ifname)
+    ipr.route("add", dst=dst, multipath=[{"gateway": g, "oif": oif} for g in gateways])
+
+
 def add_permanent_neighbour(ipr, ifname, ip, mac):
     """A NUD_PERMANENT entry: not counted against the host-wide gc_thresh3 limit."""
     ipr.neigh("replace", dst=ip, lladdr=mac, ifindex=index(ipr, ifname), state="permanent")

@@ -38,6 +38,10 @@ def fabric_netns(cluster):
     return f"{cluster}-fabric"
 
 
+def external_netns(cluster):
+    return f"{cluster}-external"
+
+
 def node_netns(cluster, node):
     # '_' never occurs in Kubernetes or cluster names, so these cannot collide across clusters.
     return f"{cluster}_{node}"
@@ -84,7 +88,8 @@ def plan(lab, state_root):
     pod_cidrs = list(cluster_net.subnets(new_prefix=24))
 
     nodes = []
-    taken = {f"br-{lab.name}"}
+    external_link = f"x-{lab.name}"
+    taken = {f"br-{lab.name}", external_link}
     for i, name in enumerate(lab.nodes):
         ip = next(hosts)
         cidr = pod_cidrs[i]
@@ -105,6 +110,18 @@ def plan(lab, state_root):
         # host-gw, as kindnet does: every other node's pod CIDR via that node's IP.
         node["routes"] = [{"dst": o["podCIDR"], "via": o["ip"]} for o in nodes if o is not node]
         node["neighbours"] = [{"ip": o["ip"], "mac": o["mac"]} for o in nodes if o is not node]
+
+    # "The outside world": a client on the node network, as a machine next to kind's nodes
+    # is; LoadBalancer IPs are routed to the nodes (every node a next hop, as MetalLB's BGP
+    # mode or cloud-provider-kind would have it).
+    external_ip = node_net.broadcast_address - 1
+    external = {
+        "netns": external_netns(lab.name),
+        "ip": str(external_ip),
+        "mac": mac_for(external_ip),
+        "fabricLink": external_link,
+        "routes": [{"dst": cidr, "via": [n["ip"] for n in nodes]} for cidr in lab.load_balancer_pool],
+    }
 
     namespaces = ["default", "kube-system"]
     pods = []
@@ -162,6 +179,8 @@ def plan(lab, state_root):
             "mac": mac_for(fabric_ip),
         },
         "nodes": nodes,
+        "external": external,
+        "loadBalancerPool": lab.load_balancer_pool,
         "namespaces": namespaces,
         "pods": pods,
     }

@@ -2,7 +2,8 @@
 
 The fabric namespace holds the node network's bridge; each node is a namespace whose `eth0`
 is a veth into that bridge, with forwarding on, host-gw routes to the other nodes' pod CIDRs
-and permanent neighbour entries for the other nodes. Nothing here touches the host's root
+and permanent neighbour entries for the other nodes; the external client namespace sits on
+the same bridge and routes LoadBalancer IPs to the nodes. Nothing here touches the host's root
 namespace. Pods are made by `sandbox.py`, on the node agents.
 """
 
@@ -47,9 +48,24 @@ class Realizer:
                 links.add_route(ipr, r["dst"], r["via"], "eth0")
         links.set_sysctl(node["netns"], "net.ipv4.ip_forward", 1)
 
-    def build(self, on_node=None):
-        self.build_fabric()
+    def build_external(self):
+        """The external client: on the node network, LoadBalancer IPs routed to the nodes."""
+        fab, ext = self.plan["fabric"], self.plan["external"]
+        self._namespace(ext["netns"], "external")
+        self.ledger.record("link", netns=fab["netns"], name=ext["fabricLink"], type="veth",
+                           peer={"netns": ext["netns"], "name": "eth0"})
+        with links.socket_in(fab["netns"]) as ipr:
+            links.add_veth_into(ipr, ext["fabricLink"], "eth0", ext["netns"],
+                                master=fab["bridge"], peer_mac=ext["mac"])
+            links.add_permanent_neighbour(ipr, fab["bridge"], ext["ip"], ext["mac"])
+        with links.socket_in(ext["netns"]) as ipr:
+            links.set_up(ipr, "lo")
+            links.set_up(ipr, "eth0")
+            links.add_address(ipr, "eth0", ext["ip"], fab["prefixlen"])
+            for n in self.plan["nodes"]:
+                links.add_permanent_neighbour(ipr, "eth0", n["ip"], n["mac"])
+            for r in ext["routes"]:
+                links.add_multipath_route(ipr, r["dst"], r["via"], "eth0")
         for node in self.plan["nodes"]:
-            self.build_node(node)
-            if on_node:
-                on_node(node)
+            with links.socket_in(node["netns"]) as ipr:
+                links.add_permanent_neighbour(ipr, "eth0", ext["ip"], ext["mac"])

@@ -127,7 +127,7 @@ def _bring_up(st, ledger, plan, ui):
         with open(nodeagent.conflist_path(st, node["name"]), "w") as f:
             json.dump(node["conflist"], f, indent=1)
 
-    with ui.progress("Nodes", total=len(plan["nodes"]) + 1) as advance:
+    with ui.progress("Nodes", total=len(plan["nodes"]) + 2) as advance:
         realizer = Realizer(plan, ledger)
         realizer.build_fabric()
         advance()
@@ -135,6 +135,8 @@ def _bring_up(st, ledger, plan, ui):
             realizer.build_node(node)
             _spawn_agent(st, ledger, node)
             advance()
+        realizer.build_external()
+        advance()
 
     total = len(plan["pods"])
     deadline = time.monotonic() + WAIT_BASE_S + WAIT_PER_POD_S * total

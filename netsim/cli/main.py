@@ -53,6 +53,9 @@ def status_doc(st, plan):
         "stateDir": st.root,
         "cni": plan["cni"]["plugins"],
         "fabric": {"netns": plan["fabric"]["netns"], "bridge": plan["fabric"]["bridge"], "ip": plan["fabric"]["ip"]},
+        "external": {"netns": plan["external"]["netns"], "ip": plan["external"]["ip"],
+                     "routes": plan["external"]["routes"]},
+        "loadBalancerPool": plan["loadBalancerPool"],
         "nodes": [{"name": n["name"], "netns": n["netns"], "ip": n["ip"], "podCIDR": n["podCIDR"],
                    "agent": "running" if cluster.agent_alive(agents.get(n["name"])) else "stopped"}
                   for n in plan["nodes"]],
@@ -76,6 +79,10 @@ def print_status(ui, st, plan):
     doc = status_doc(st, plan)
     ui.table(f"Nodes of {doc['cluster']} (cni: {doc['cni']})", ["NAME", "NETNS", "IP", "POD CIDR", "AGENT"],
              [(n["name"], n["netns"], n["ip"], n["podCIDR"], n["agent"]) for n in doc["nodes"]])
+    ext = doc["external"]
+    ui.note(f"External client: netns {ext['netns']}, IP {ext['ip']}"
+            + (f", LoadBalancer pool {', '.join(doc['loadBalancerPool'])} routed to the nodes"
+               if doc["loadBalancerPool"] else ""))
     ui.table("Pods", ["NAMESPACE", "NAME", "NODE", "NETNS", "IP", "PHASE"],
              [(p["namespace"], p["name"], p["node"], p["netns"], p["ip"], p["phase"]) for p in doc["pods"]])
 
@@ -184,16 +191,16 @@ def parser():
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     p.set_defaults(fn=cmd_status)
 
-    p = sub.add_parser("exec", help="run a command in a node or pod: netsim exec TARGET -- CMD...")
+    p = sub.add_parser("exec", help="run a command in a node, a pod or the external client: netsim exec TARGET -- CMD...")
     p.add_argument("--name")
-    p.add_argument("target", metavar="TARGET", help="node name or NAMESPACE/POD")
+    p.add_argument("target", metavar="TARGET", help="node name, `external` or NAMESPACE/POD")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
     p.set_defaults(fn=cmd_exec)
 
     p = sub.add_parser("probe", help="is DST reachable from SRC? exit 0 if so, 1 if not")
     p.add_argument("--name")
-    p.add_argument("src", metavar="SRC", help="node name or NAMESPACE/POD")
-    p.add_argument("dst", metavar="DST", help="node name, NAMESPACE/POD or IP")
+    p.add_argument("src", metavar="SRC", help="node name, `external` or NAMESPACE/POD")
+    p.add_argument("dst", metavar="DST", help="node name, `external`, NAMESPACE/POD or IP")
     p.add_argument("--port", type=int)
     p.add_argument("--proto", choices=["tcp", "udp", "icmp"], default="tcp")
     p.add_argument("--timeout", type=float, default=1.0)

@@ -1,4 +1,4 @@
-"""Naming things on the command line: `node-1`, `NAMESPACE/POD`, or an IP address."""
+"""Naming things on the command line: `node-1`, `external`, `NAMESPACE/POD`, or an IP address."""
 
 import ipaddress
 
@@ -31,11 +31,14 @@ def resolve(spec, st, plan, pod_status, allow_ip=False):
     for n in plan["nodes"]:
         if n["name"] == spec:
             return Target("node", spec, n["netns"], n["ip"])
+    if spec == "external" and "external" in plan:
+        return Target("external", spec, plan["external"]["netns"], plan["external"]["ip"])
     if allow_ip:
         try:
             return Target("ip", spec, None, str(ipaddress.ip_address(spec)))
         except ValueError:
             pass
     nodes = ", ".join(n["name"] for n in plan["nodes"])
-    what = "a node name, NAMESPACE/POD or an IP address" if allow_ip else "a node name or NAMESPACE/POD"
+    what = ("a node name, `external`, NAMESPACE/POD or an IP address" if allow_ip
+            else "a node name, `external` or NAMESPACE/POD")
     raise UserError(f"{spec!r} names nothing in cluster {plan['cluster']!r}: expected {what} (nodes: {nodes}).")

@@ -113,6 +113,19 @@ def test_exec_into_unknown_pod_is_a_clear_error(two_nodes):
     assert "No pod default/nope" in r.stderr
 
 
+def test_external_client_reaches_the_nodes_and_routes_the_pool_to_them(make_cluster):
+    c = make_cluster({"nodes": 2, "loadBalancerPool": "172.18.200.0/24", "manifests": [pod("p", node="node-2")]})
+    st = c.status()
+    assert st["external"]["ip"] == "172.18.255.254"
+    assert c.probe("external", "node-1", "--proto", "icmp").returncode == 0
+    assert c.probe("node-2", "external", "--proto", "icmp").returncode == 0
+    routes = c.exec("external", "ip", "route").stdout
+    assert "172.18.200.0/24" in routes
+    assert all(f"via {n['ip']} dev eth0" in routes for n in st["nodes"])
+    # Pods are not routable from outside the cluster, as on a real one without a route to pods.
+    assert c.probe("external", "default/p", "--port", "8080", "--timeout", "0.3").returncode == 1
+
+
 def test_reference_plugins_wire_the_same_cluster(make_cluster):
     c = make_cluster({"nodes": 2, "cni": "reference", "manifests": [pod("x", node="node-1"), pod("y", node="node-2")]})
     st = c.status()

@@ -54,11 +54,20 @@ def test_link_names_fit_the_kernel_limit_and_stay_unique():
     assert len(set(names)) == len(names)
 
 
+def test_external_client_routes_the_pool_to_every_node():
+    p = _plan_of(LABS["three-nodes"])
+    ext = p["external"]
+    assert ext["ip"] == "192.168.50.254"
+    node_ips = [n["ip"] for n in p["nodes"]]
+    assert ext["routes"] == [{"dst": "192.168.60.0/28", "via": node_ips}, {"dst": "10.250.0.0/24", "via": node_ips}]
+    assert ext["ip"] not in node_ips + [p["fabric"]["ip"]]
+
+
 def test_two_clusters_share_no_namespace_name():
     a = plan.plan(lab.from_dict({"name": "a", "nodes": ["b-c"]}), "/s/a")
     b = plan.plan(lab.from_dict({"name": "a-b", "nodes": ["c"]}), "/s/a-b")
-    names_a = {a["fabric"]["netns"]} | {n["netns"] for n in a["nodes"]}
-    names_b = {b["fabric"]["netns"]} | {n["netns"] for n in b["nodes"]}
+    names_a = {a["fabric"]["netns"], a["external"]["netns"]} | {n["netns"] for n in a["nodes"]}
+    names_b = {b["fabric"]["netns"], b["external"]["netns"]} | {n["netns"] for n in b["nodes"]}
     assert not names_a & names_b
 
 
@@ -87,6 +96,11 @@ BAD = [
                      "spec": {"containers": [{"name": "c"}]}}]},
      "manifests[0].spec.containers[0].image: required: the container image"),
     ({"manifests": [{"path": "nowhere.yaml"}]}, "manifests[0].path: file"),
+    ({"loadBalancerPool": "10.96.0.0/24"},
+     "loadBalancerPool: 10.96.0.0/24 overlaps 10.96.0.0/12; LoadBalancer IPs must be outside"),
+    ({"loadBalancerPool": ["172.18.200.0/24", "nope"]}, "loadBalancerPool[1]: expected an IPv4 CIDR"),
+    ({"nodes": ["a", "external"]}, "nodes[1]: 'external' names the external client namespace"),
+    ({"nodes": 5, "nodeNetwork": "172.18.0.0/29"}, "nodeNetwork: 172.18.0.0/29 has room for 4 nodes but the lab has 5"),
 ]
 
 
