@@ -126,6 +126,24 @@ def cmd_exec(args, ui):
         raise UserError(f"Command {argv[0]!r} not found in {target.name}'s PATH.")
 
 
+def cmd_iptables(args, ui):
+    """`netsim iptables NODE`: the node's netfilter rules, read from the backend netsim writes
+    (plain `iptables-save` on Debian reads the nft backend and would show nothing)."""
+    from proxy.kubeproxy.sync import IPTABLES_SAVE
+
+    st = cluster.resolve_cluster(args.name)
+    plan = cluster.load_plan(st)
+    target = resolve(args.node, st, plan, {})
+    if target.kind == "pod":
+        raise UserError(f"`netsim iptables` takes a node name (or `external`), got the pod {args.node}.")
+    argv = [IPTABLES_SAVE] + (["-t", args.table] if args.table else [])
+    fd = os.open(target.netns_path, os.O_RDONLY)
+    netns.setns(fd, netns.CLONE_NEWNET)
+    os.close(fd)
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+
+
 def cmd_probe(args, ui):
     from netsim.probe import probe
 
@@ -206,6 +224,12 @@ def parser():
     p.add_argument("--timeout", type=float, default=1.0)
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     p.set_defaults(fn=cmd_probe)
+
+    p = sub.add_parser("iptables", help="a node's netfilter rules (iptables-legacy-save in the node)")
+    p.add_argument("--name")
+    p.add_argument("node", metavar="NODE")
+    p.add_argument("-t", "--table", choices=["filter", "nat", "mangle", "raw"])
+    p.set_defaults(fn=cmd_iptables)
 
     p = sub.add_parser("logs", help="container logs of a pod")
     p.add_argument("--name")

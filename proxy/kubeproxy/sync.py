@@ -54,6 +54,10 @@ TOP_LEVEL = {
 }
 
 
+# The backend netsim writes (legacy: see the README's decision); `netsim iptables` reads it too.
+IPTABLES_SAVE = "iptables-legacy-save"
+IPTABLES_RESTORE = "iptables-legacy-restore"
+
 def jump_rule(builtin, chain, comment, extra):
     """A jump rule exactly as iptables-legacy-save prints it (so presence is a string match)."""
     parts = [f"-A {builtin}"]
@@ -116,11 +120,11 @@ class Syncer:
 
     def save(self, table=None):
         """The namespace's ruleset as iptables-legacy-save prints it (one table or all)."""
-        return self._run(["iptables-legacy-save"] + (["-t", table] if table else [])).stdout
+        return self._run([IPTABLES_SAVE] + (["-t", table] if table else [])).stdout
 
     def _restore(self, text):
         start = time.perf_counter()
-        self._run(["iptables-legacy-restore", "-w", "5", "--noflush"], stdin=text)
+        self._run([IPTABLES_RESTORE, "-w", "5", "--noflush"], stdin=text)
         return time.perf_counter() - start
 
     def canary_present(self):
