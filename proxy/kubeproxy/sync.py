@@ -58,6 +58,7 @@ TOP_LEVEL = {
 IPTABLES_SAVE = "iptables-legacy-save"
 IPTABLES_RESTORE = "iptables-legacy-restore"
 
+
 def jump_rule(builtin, chain, comment, extra):
     """A jump rule exactly as iptables-legacy-save prints it (so presence is a string match)."""
     parts = [f"-A {builtin}"]
