@@ -666,7 +666,7 @@ def _leftover(run, kind):
     left = getattr(run.settled() - run.baseline, kind)
     notes = run.settle_notes()
     if left:
-        raise Failed(f"after every attachment was DELeted, the host still holds:\n- " + "\n- ".join(sorted(left))
+        raise Failed("after every attachment was DELeted, the host still holds:\n- " + "\n- ".join(sorted(left))
                      + (f"\n{notes}" if notes else ""))
     return f"nothing left{f' ({notes})' if notes else ''}"
 

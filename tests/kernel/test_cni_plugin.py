@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from cni.plugins.bridge import masq_chain
+from cni.plugins.masquerade import masq_chain
 from netsim import netns
 from tests.kernel.cni_fixtures import cni_host, cni_node, tcp_connects  # noqa: F401 (fixtures)
 
