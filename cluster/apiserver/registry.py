@@ -113,6 +113,11 @@ class Registry:
         self.store = store
         self.admission = admission
         self._request = admission_request  # cluster.admission.AdmissionRequest when admission is on
+        # cluster.apiserver.services.ServiceAllocators: Services get ClusterIPs and NodePorts
+        self.services = None
+
+    def _allocates(self, res, sub=""):
+        return self.services is not None and res.kind == "Service" and not sub
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -287,11 +292,18 @@ class Registry:
                                     opts.dry_run)
             self._validate(res, obj)
             await self._validate_admission(req, warnings)
+            allocation = self.services.allocate(obj) if self._allocates(res) else None
             if opts.dry_run:
+                if allocation:
+                    allocation.undo()
                 return obj, warnings
             try:
                 rev = await self.store.create(res.key(ns, meta["name"]), encode(obj))
-            except KeyExists:
+            except BaseException as e:
+                if allocation:
+                    allocation.undo()
+                if not isinstance(e, KeyExists):
+                    raise
                 if generated and attempt < 7:
                     del meta["name"]
                     continue
@@ -382,6 +394,9 @@ class Registry:
                 raise errors.conflict(res, name, f"Precondition failed: UID in precondition: {uid}, "
                                       f"UID in object meta: {old['metadata'].get('uid')}")
             strategy.prepare_for_update(res, new, old, sub)
+            allocating = self._allocates(res, sub)
+            if allocating:
+                self.services.prepare_update(new, old)
             validation.default(res, new)
             req = None
             if admit:
@@ -390,6 +405,11 @@ class Registry:
             if admit:
                 await self._validate_admission(req, [] if warnings is None else warnings)
             new["metadata"]["resourceVersion"] = str(rev)
+            if allocating:
+                written = await self._write_service(key, res, name, new, old, rev, precondition, opts)
+                if written is not None:
+                    return written
+                continue
             if new == old:
                 return old  # nothing changed: nothing is written, the resourceVersion stays
             meta = new["metadata"]
@@ -422,6 +442,43 @@ class Registry:
             return new
         raise errors.conflict(res, name, f"gave up after {MAX_RETRIES} concurrent modifications; "
                               "try again")
+
+    async def _write_service(self, key, res, name, new, old, rev, precondition, opts):
+        """The write of an updated Service, with its ClusterIP and NodePorts allocated first and
+        released afterwards as the outcome says; None when a lost race should be retried."""
+        allocation = self.services.allocate(new, old)
+        stored = False
+        try:
+            if new == old:
+                return old
+            meta = new["metadata"]
+            if opts.dry_run:
+                return new
+            # the last finalizer gone from a Service being deleted: delete it now
+            deleting = meta.get("deletionTimestamp") and not meta.get("finalizers") \
+                and not meta.get("deletionGracePeriodSeconds")
+            try:
+                if deleting:
+                    _, nrev = await self.store.delete(key, rev)
+                else:
+                    nrev = await self.store.update(key, encode(new), rev)
+            except (Conflict, KeyNotFound) as e:
+                if precondition:
+                    raise errors.conflict(res, name, "the object has been modified; please apply "
+                                          "your changes to the latest version and try again")
+                if isinstance(e, KeyNotFound) and not deleting:
+                    raise errors.not_found(res, name)
+                return None
+            stored = True
+            meta["resourceVersion"] = str(nrev)
+            if deleting:
+                self.services.deleted(old)
+            else:
+                self.services.written(new, old)
+            return new
+        finally:
+            if not stored:
+                allocation.undo()
 
     # -- scale ----------------------------------------------------------------------------------
 
@@ -588,6 +645,8 @@ class Registry:
                 continue
             except KeyNotFound:
                 raise errors.not_found(res, name)
+            if self._allocates(res):
+                self.services.deleted(obj)
             meta["resourceVersion"] = str(drev)
             return 200, self._deleted_response(res, obj)
         raise errors.conflict(res, name, f"gave up after {MAX_RETRIES} concurrent modifications; try again")

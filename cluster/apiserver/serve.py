@@ -27,6 +27,8 @@ from cluster.store import compact_periodically, open_store
 from .app import REGISTRY, build_app
 from .rbac_cache import RBACCache
 from .registry import Options
+from .services import (DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, ServiceAllocators,
+                       ensure_kubernetes_service)
 from .tls import ensure_serving_cert, server_context
 
 
@@ -74,7 +76,8 @@ class Server:
     """One API server: its store, HTTP listener and background tasks."""
 
     def __init__(self, store_url, listen="127.0.0.1:6443", *, kubeconfig_path, token_file,
-                 name="apiserver", anonymous=False, compact_interval=300.0, admission=True):
+                 name="apiserver", anonymous=False, compact_interval=300.0, admission=True,
+                 service_cidr=DEFAULT_SERVICE_CIDR, node_port_range=DEFAULT_NODE_PORT_RANGE):
         self.store_url = store_url
         self.host, self.port = parse_listen(listen)
         self.kubeconfig_path = kubeconfig_path
@@ -83,6 +86,8 @@ class Server:
         self.anonymous = anonymous
         self.compact_interval = compact_interval
         self.use_admission = admission
+        ServiceAllocators(service_cidr, node_port_range)  # a bad option fails here, named
+        self.service_cidr, self.node_port_range = service_cidr, node_port_range
         self.store = None
         self.url = ""
         self.cert = ""
@@ -99,6 +104,8 @@ class Server:
             app = build_app(self.store, authenticator=build_authenticator(self.token_file, self.anonymous),
                             authorizer=RBACAuthorizer(self._rbac), admission=chain,
                             admission_request=request_type)
+            app[REGISTRY].services = await ServiceAllocators.load(
+                self.store, self.service_cidr, self.node_port_range)
             await self._bootstrap(app[REGISTRY])
             await self._rbac.start()
             # handler_cancellation: a watch whose client left stops at once, not at its next event.
@@ -115,6 +122,7 @@ class Server:
             self.port = port
             shown = f"[{host}]" if ":" in host else host
             self.url = f"https://{shown}:{port}"
+            await ensure_kubernetes_service(app[REGISTRY], port)
             if self.kubeconfig_path:
                 write_kubeconfig(self.kubeconfig_path, self.url, token, self.name, self.cert)
             self._tasks.append(asyncio.create_task(
