@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile

@@ -12,7 +12,6 @@ for) sends the initial ADDED events and then a BOOKMARK annotated
 
 import asyncio
 import contextlib
-import json
 import random
 
 from aiohttp import web
