@@ -1,0 +1,170 @@
+"""Pod sandboxes on disk and in the kernel: the kubelet's checkpoint of every pod it runs.
+
+A sandbox is the pod's network and UTS namespaces (`netsim.sandbox`), its CNI attachment
+(`eth0`, through the libcni-style runtime in the node's network namespace) and its cgroup. Its
+record, `<root>/pods/<uid>/sandbox.json`, is written *before* anything is made and updated as
+containers start, so a kubelet killed at any point finds on its next start every sandbox it may
+have made: the ones whose pod is gone are torn down (CNI DEL, namespaces, cgroup), the others
+are adopted. Teardown is idempotent: each step accepts that its object is already gone.
+
+Names: the pod's network namespace is `<prefix>_<namespace>_<pod>_<uid[:8]>` (one pod
+incarnation, one name, readable in `ip netns list`); the CNI container ID is sha256 of the UID.
+Container logs live in `<root>/logs/<namespace>_<pod>_<uid>/<container>/<restart>.log`, the
+layout of /var/log/pods.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+
+from cni.runtime import RuntimeConf
+from netsim import netns
+from netsim import sandbox as podsandbox
+
+NETNS_NAME_MAX = 255
+_RECORD = "sandbox.json"
+
+
+def sandbox_id(uid: str) -> str:
+    """The pod sandbox's ID as CNI sees it: 64 hex characters, like a containerd sandbox ID."""
+    return hashlib.sha256(uid.encode()).hexdigest()
+
+
+def netns_name(prefix: str, namespace: str, name: str, uid: str) -> str:
+    full = f"{prefix}_{namespace}_{name}_{uid[:8]}"
+    if len(full) <= NETNS_NAME_MAX:
+        return full
+    return f"{prefix}_{hashlib.sha256(full.encode()).hexdigest()[:32]}_{uid[:8]}"
+
+
+@dataclasses.dataclass
+class SandboxRecord:
+    """What the kubelet made for one pod incarnation (UID); saved as JSON in its pod directory."""
+    uid: str
+    namespace: str
+    name: str
+    netns: str
+    dir: str
+    log_dir: str
+    id: str = ""
+    ips: list = dataclasses.field(default_factory=list)
+    cgroups: list = dataclasses.field(default_factory=list)
+    created: float = 0.0
+    grace: int = 30
+    # container name -> {"pid", "start", "restartCount", "builtin", "id", "startedAt"}
+    containers: dict = dataclasses.field(default_factory=dict)
+    networked: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def netns_path(self) -> str:
+        return netns.netns_path(self.netns)
+
+    @property
+    def uts(self) -> str:
+        return podsandbox.uts_path(self.dir)
+
+    def runtime_conf(self) -> RuntimeConf:
+        return RuntimeConf(container_id=self.id, netns=self.netns_path, ifname="eth0",
+                           args=[("IgnoreUnknown", "1"), ("K8S_POD_NAMESPACE", self.namespace),
+                                 ("K8S_POD_NAME", self.name), ("K8S_POD_INFRA_CONTAINER_ID", self.id),
+                                 ("K8S_POD_UID", self.uid)])
+
+    def save(self) -> None:
+        """Write the record atomically (a reader never sees half of it)."""
+        os.makedirs(self.dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".sandbox-")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(dataclasses.asdict(self), f)
+            os.replace(tmp, os.path.join(self.dir, _RECORD))
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+
+def load_records(root: str) -> list[SandboxRecord]:
+    """Every sandbox record under ROOT/pods (unreadable ones are skipped: they name nothing)."""
+    pods = os.path.join(root, "pods")
+    records = []
+    for uid in sorted(os.listdir(pods)) if os.path.isdir(pods) else []:
+        try:
+            with open(os.path.join(pods, uid, _RECORD)) as f:
+                doc = json.load(f)
+            records.append(SandboxRecord(**doc))
+        except (OSError, ValueError, TypeError):
+            continue
+    return records
+
+
+class Sandboxes:
+    """Makes and removes sandboxes: namespaces, CNI ADD/DEL (in the node's namespace), records.
+
+    Methods block (kernel work, plugin calls): the kubelet runs them on its thread pool.
+    """
+
+    def __init__(self, root: str, ledger, cni, conflist, node_netns: str | None, prefix: str):
+        self.root = root
+        self.ledger = ledger
+        self.cni = cni
+        self.conflist = conflist
+        self.node_netns = node_netns
+        self.prefix = prefix
+
+    def new_record(self, pod: dict) -> SandboxRecord:
+        meta = pod["metadata"]
+        uid, ns, name = meta["uid"], meta["namespace"], meta["name"]
+        return SandboxRecord(
+            uid=uid, namespace=ns, name=name, netns=netns_name(self.prefix, ns, name, uid),
+            dir=os.path.join(self.root, "pods", uid),
+            log_dir=os.path.join(self.root, "logs", f"{ns}_{name}_{uid}"), id=sandbox_id(uid),
+            grace=int((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)))
+
+    def _in_node(self):
+        return netns.enter(self.node_netns) if self.node_netns else contextlib.nullcontext()
+
+    def create(self, record: SandboxRecord) -> None:
+        """Namespaces, then CNI ADD: record.ips is set. The record is saved before each step."""
+        record.save()
+        os.makedirs(record.log_dir, exist_ok=True)
+        if not netns.exists(record.netns):
+            podsandbox.create(self.ledger, {"namespace": record.namespace, "name": record.name,
+                                            "netns": record.netns}, record.dir)
+        rt = record.runtime_conf()
+        with self._in_node():
+            result = self.cni.add_network_list(self.conflist, rt)
+        for iface in result.get("interfaces", []):
+            self.ledger.record("link", name=iface.get("name"), type="cni",
+                               netns=iface.get("sandbox") or self.node_netns, pod=record.netns)
+        record.ips = [ip["address"].split("/")[0] for ip in result.get("ips", [])]
+        record.networked = True
+        record.save()
+
+    def network_down(self, record: SandboxRecord) -> None:
+        """CNI DEL (idempotent: a second DEL, or one for a namespace already gone, succeeds)."""
+        with self._in_node():
+            self.cni.del_network_list(self.conflist, record.runtime_conf())
+        record.networked = False
+        if os.path.isdir(record.dir):
+            record.save()
+
+    def destroy(self, record: SandboxRecord, keep_logs: bool = False) -> None:
+        """CNI DEL, namespaces, cgroups, then the pod's directories: nothing of it is left."""
+        self.network_down(record)
+        netns.delete(record.netns)
+        netns.delete_bound(record.uts)
+        for path in record.cgroups:
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(path)
+        shutil.rmtree(record.dir, ignore_errors=True)
+        if not keep_logs:
+            shutil.rmtree(record.log_dir, ignore_errors=True)
