@@ -55,6 +55,9 @@ def object_data(kind: str, obj: dict) -> dict[str, str]:
     return out
 
 
+_KIND_WORD = {CONFIGMAPS: "ConfigMap", SECRETS: "Secret"}
+
+
 def _singular(kind):
     return "configmap" if kind == CONFIGMAPS else "secret"
 
@@ -101,7 +104,7 @@ def resource_value(container: dict, ref: dict, allocatable: dict) -> str:
     return str(-(-value.nanos // divisor.nanos))  # rounded up, as upstream's ConvertResourceCPUToString
 
 
-def _source_values(kind, name, optional, objects, where):
+def _source_values(kind, name, optional, objects):
     obj = objects.get((kind, name))
     if obj is None:
         if optional:
@@ -114,7 +117,6 @@ def environment(pod: dict, container: dict, pod_ips: list[str], host_ips: list[s
                 objects: dict, allocatable: dict | None = None) -> dict[str, str]:
     """The container's variables (without PATH); OBJECTS maps (kind, name) to the object or None."""
     allocatable = allocatable or {}
-    where = f"container {container.get('name')!r}"
     env: dict[str, str] = {}
     for source in container.get("envFrom") or []:
         prefix = source.get("prefix", "")
@@ -122,7 +124,7 @@ def environment(pod: dict, container: dict, pod_ips: list[str], host_ips: list[s
             ref = source.get(key)
             if not ref:
                 continue
-            data = _source_values(kind, ref.get("name", ""), ref.get("optional"), objects, where)
+            data = _source_values(kind, ref.get("name", ""), ref.get("optional"), objects)
             for k, v in (data or {}).items():
                 if _ENV_NAME.match(prefix + k):
                     env[prefix + k] = v
@@ -141,13 +143,13 @@ def environment(pod: dict, container: dict, pod_ips: list[str], host_ips: list[s
                 ref = value_from.get(key)
                 if not ref:
                     continue
-                data = _source_values(kind, ref.get("name", ""), ref.get("optional"), objects, where)
+                data = _source_values(kind, ref.get("name", ""), ref.get("optional"), objects)
                 if data is None:
                     break
                 if ref.get("key") not in data:
                     if ref.get("optional"):
                         break
-                    raise ConfigError(f"couldn't find key {ref.get('key')} in {_singular(kind).capitalize()} "
+                    raise ConfigError(f"couldn't find key {ref.get('key')} in {_KIND_WORD[kind]} "
                                       f"{pod['metadata'].get('namespace')}/{ref.get('name')}")
                 env[name] = data[ref["key"]]
                 break

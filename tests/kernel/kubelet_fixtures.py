@@ -15,6 +15,8 @@ import pytest
 
 from cluster.api.resources import lookup
 from cluster.client import Client
+from cluster.kubelet.cgroups import Cgroups
+from cluster.kubelet.sandboxes import load_records
 from cni.install import install_plugin
 from netsim import ledger as ledgermod
 from netsim import netns
@@ -131,6 +133,11 @@ class Node:
         ledgermod.teardown(ledgermod.Ledger(os.path.join(self.root, "ledger.jsonl")), grace=0.5)
         # Process containers outlive a killed kubelet: stop what runs in the node's pods.
         netns.delete(self.netns)
+        for record in load_records(self.root):
+            for path in record.cgroups:
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)
+        Cgroups("netsim", self.name).remove_node()
         self.call(self.client.close())
 
 
