@@ -234,7 +234,12 @@ class Kubelet:
                 await self._blocking(self.sandboxes.network_down, st.record)
             again = None
         if status != pod.get("status"):
-            await self.client.update_status(PODS, {**pod, "status": status})
+            try:
+                await self.client.update_status(PODS, {**pod, "status": status})
+            except APIError as e:
+                if e.code != 404:
+                    raise  # 409: a newer pod is in the cache soon; sync again then
+                return None  # deleted meanwhile: its watch event brings the teardown
         return again
 
     def _forget(self, st: PodState) -> None:
