@@ -9,7 +9,7 @@ from cluster.client import Controller, meta_namespace_key, split_key
 from cluster.controllers import endpoints as epctl
 
 from .context import SERVICES, Context, ignore_not_found
-from .endpointslice import TriggerTimes, services_selecting
+from .endpointslice import STALE_RETRY_SECONDS, TriggerTimes, services_selecting
 
 ENDPOINTS = by_name("endpoints")
 
@@ -50,6 +50,8 @@ def new(ctx: Context) -> Controller:
         except APIError as e:
             if e.code == 403 and "being terminated" in e.message:
                 return None
+            if e.code == 404:
+                return STALE_RETRY_SECONDS  # deleted under a stale cache: look again
             raise
         return None
 

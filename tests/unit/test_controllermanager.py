@@ -406,3 +406,35 @@ def test_a_killed_controller_manager_restarts_into_the_same_state(api):
 
 async def _at_least(coro, n):
     return len(await coro) >= n
+
+
+def test_deleting_an_owner_deletes_or_orphans_its_dependents(api):
+    async def body(c):
+        await add_nodes(c, "n1")
+        async with cluster(c):
+            await c.create(DEPLOYMENTS, deployment("gone", 2), "default")
+            await c.create(DEPLOYMENTS, deployment("kept", 2), "default")
+            await until(lambda: ready_pods(c, "default", "gone", 2), what="2 ready pods")
+            kept = await until(lambda: ready_pods(c, "default", "kept", 2), what="2 more")
+            await c.delete(DEPLOYMENTS, "gone", "default")  # background, kubectl's default
+
+            async def collected():
+                rss = (await c.list(REPLICASETS, "default", label_selector="app=gone"))["items"]
+                pods = (await c.list(PODS, "default", label_selector="app=gone"))["items"]
+                return not rss and not pods
+            await until(collected, what="the ReplicaSet and pods collected")
+            await c.delete(DEPLOYMENTS, "kept", "default", propagation_policy="Orphan")
+            rs = (await c.list(REPLICASETS, "default", label_selector="app=kept"))["items"][0]
+
+            async def orphaned():
+                try:
+                    await c.get(DEPLOYMENTS, "kept", "default")
+                    return False
+                except APIError:
+                    pass
+                current = await c.get(REPLICASETS, rs["metadata"]["name"], "default")
+                return not current["metadata"].get("ownerReferences")
+            await until(orphaned, what="the ReplicaSet orphaned and the Deployment gone")
+            assert sorted(p["metadata"]["name"] for p in await active_pods(c, "default", "kept")) \
+                == sorted(p["metadata"]["name"] for p in kept)
+    run(api, body)
