@@ -83,6 +83,7 @@ class Runtime:
         self.server = resident.ResidentServer(on_exit=self._builtin_exited)
         self._builtin_pods: dict[tuple[str, str], str] = {}  # (namespace, name) -> uid
         self._watched: dict[int, tuple[str, str, Handle]] = {}
+        self._stopping: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
 
     # -- process containers ----------------------------------------------------------------
 
@@ -191,8 +192,14 @@ class Runtime:
 
     def kill_builtin(self, namespace: str, name: str, container: str) -> None:
         """Stop one built-in (a failed liveness probe): it is reported exited with 137."""
-        # ResidentServer stops one container only when it exits by itself; this is that path.
-        self.server._exited((namespace, name), container, resident.KILLED)
+        async def stop():
+            # Killed at once, so 137 whatever it would exit with on SIGTERM: a 0 there would
+            # keep an OnFailure container from being restarted.
+            if await self.server.stop_container(namespace, name, container) is not None:
+                self._builtin_exited(namespace, name, container, resident.KILLED)
+
+        self._stopping.add(task := asyncio.get_running_loop().create_task(stop()))
+        task.add_done_callback(self._stopping.discard)
 
     def _builtin_exited(self, namespace, name, container, code):
         uid = self._builtin_pods.get((namespace, name))

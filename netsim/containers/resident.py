@@ -137,14 +137,37 @@ class ResidentServer:
         running = self._pods.pop((namespace, name), {})
         codes = {}
         for cname, container in running.items():
-            container.close(abort=True)
-            if container.log:
-                container.log.close()
+            self._close(container, abort=True)
             codes[cname] = KILLED if linger.get(cname, 0.0) > grace else container.app.sigterm_code
-        # transports close their sockets on the next loop iterations
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+        await _sockets_closed()
         return codes
+
+    async def stop_container(self, namespace, pod, container, grace=0.0):
+        """Stop one container of the pod as SIGTERM would; the pod's other containers keep running.
+
+        What a kubelet does to a container that failed its liveness probe. As in stop_pod, a
+        built-in that keeps serving after SIGTERM does so for at most GRACE seconds. Returns the
+        exit code (KILLED when the grace period ran out first), without calling ON_EXIT: the
+        caller asked for the stop. Returns None when the container is not running, or ended
+        on its own (ON_EXIT reported it) or with its pod while it was terminating.
+        """
+        key = (namespace, pod)
+        target = self._pods.get(key, {}).get(container)
+        if target is None:
+            return None
+        target.ctx.terminating = True
+        linger = target.app.on_sigterm() if target.app.on_sigterm else 0.0
+        if min(linger, grace) > 0:
+            await asyncio.sleep(min(linger, grace))
+        running = self._pods.get(key, {})
+        if running.get(container) is not target:
+            return None
+        del running[container]
+        if not running:
+            del self._pods[key]
+        self._close(target, abort=True)
+        await _sockets_closed()
+        return KILLED if linger > grace else target.app.sigterm_code
 
     async def close(self):
         """Stop every pod at once (the node agent is shutting down)."""
@@ -194,9 +217,18 @@ class ResidentServer:
             return
         if not running:
             del self._pods[key]
-        container.close(abort=False)
-        if container.log:
-            container.log.close()
+        self._close(container, abort=False)
         if self.on_exit:
             self.on_exit(key[0], key[1], name, code)
 
+    @staticmethod
+    def _close(container, abort):
+        container.close(abort=abort)
+        if container.log:
+            container.log.close()
+
+
+async def _sockets_closed():
+    # transports close their sockets on the next loop iterations
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)

@@ -211,6 +211,39 @@ def test_netexec_exit_ends_the_container_and_reports_code(two_pods):
     asyncio.run(scenario())
 
 
+def test_stop_container_stops_one_container_and_keeps_its_pod_serving(two_pods):
+    a, b = two_pods
+    exits = []
+    netexec = images.agnhost(["netexec", "--http-port=8080", "--udp-port=-1", "--delay-shutdown=30"])
+    hostname = images.agnhost(["serve-hostname", "--tcp", "--http=false", "--port", "9376"])
+
+    async def scenario():
+        server = resident.ResidentServer(on_exit=lambda *args: exits.append(args))
+        await server.start_pod(a.context(), [("netexec", netexec), ("hostname", hostname)])
+        # netexec would drain for 30 s after SIGTERM: the 0.2 s grace period ends it first
+        start = time.monotonic()
+        assert await server.stop_container("default", a.name, "netexec", grace=0.2) == resident.KILLED
+        assert 0.2 <= time.monotonic() - start < 2
+        assert server.pods() == {("default", a.name): ["hostname"]}
+        assert await tcp_read(b, A_IP, 9376) == a.name
+        with pytest.raises(OSError):
+            await http_get(b, A_IP, 8080, "/hostname")
+        # stopping what is not running says so; the last container takes the pod's sockets along
+        assert await server.stop_container("default", a.name, "netexec") is None
+        assert await server.stop_container("default", a.name, "hostname") == resident.KILLED
+        assert server.pods() == {}
+        assert sockets_in(a.netns) == []
+        # the pod stopped while its container drains: the pod's stop reports the exit code
+        await server.start_pod(a.context(), [("netexec", netexec)])
+        draining = asyncio.create_task(server.stop_container("default", a.name, "netexec", grace=5))
+        await asyncio.sleep(0.05)
+        assert await server.stop_pod("default", a.name) == {"netexec": resident.KILLED}
+        assert await draining is None
+        assert exits == []  # stops the caller asked for are not reported as exits
+
+    asyncio.run(scenario())
+
+
 def test_process_containers_run_in_the_pods_namespaces(two_pods, tmp_path):
     a, b = two_pods
     log = str(tmp_path / "hostname.log")
