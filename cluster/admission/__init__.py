@@ -1,8 +1,9 @@
 """Admission: the plugins a write passes after authorization and before it is stored.
 
 A `Chain` runs every plugin's `admit` (mutating: LimitRanger fills in default requests and
-limits) and then every plugin's `validate` (NamespaceLifecycle, LimitRanger bounds, PodSecurity,
-and ResourceQuota last, as kube-apiserver orders them). The server calls `admit` before it
+limits, DefaultTolerationSeconds the NotReady and unreachable tolerations) and then every
+plugin's `validate` (NamespaceLifecycle, LimitRanger bounds, PodSecurity, and ResourceQuota
+last, as kube-apiserver orders them). The server calls `admit` before it
 validates the object and `validate` after, reading what plugins need through an
 `AdmissionContext`. A plugin refuses a request by raising an `APIError` whose message says what
 to change; `warnings` collects what the client should be told without refusing (HTTP `Warning`).
@@ -93,8 +94,10 @@ def aggregate(messages: list[str]) -> str:
 def default_chain() -> Chain:
     """The plugins kube-apiserver enables by default that this emulator implements, in its order."""
     # imported here: the plugin modules import this package's request type
+    from cluster.admission.defaulttolerationseconds import DefaultTolerationSeconds
     from cluster.admission.lifecycle import NamespaceLifecycle
     from cluster.admission.limitranger import LimitRanger
     from cluster.admission.podsecurity import PodSecurity
     from cluster.admission.quota import ResourceQuota
-    return Chain([NamespaceLifecycle(), LimitRanger(), PodSecurity(), ResourceQuota()])
+    return Chain([NamespaceLifecycle(), LimitRanger(), PodSecurity(), DefaultTolerationSeconds(),
+                  ResourceQuota()])

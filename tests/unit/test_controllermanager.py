@@ -327,8 +327,11 @@ def test_a_node_whose_lease_is_not_renewed_goes_not_ready_with_taints(api):
     async def body(c):
         await add_nodes(c, "alive", "silent")
         async with cluster(c, kubelet=False, node_monitor_grace=1.0):
+            # DefaultTolerationSeconds admission would give it 300 s on an unreachable node
             await c.create(PODS, {"metadata": {"name": "victim"}, "spec": {
-                "nodeName": "silent", "containers": [{"name": "c", "image": "agnhost"}]}},
+                "nodeName": "silent", "containers": [{"name": "c", "image": "agnhost"}],
+                "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                                 "effect": "NoExecute", "tolerationSeconds": 1}]}},
                 "default")
 
             async def renew():
@@ -357,7 +360,7 @@ def test_a_node_whose_lease_is_not_renewed_goes_not_ready_with_taints(api):
                 async def evicted():
                     pod = await _get(c, PODS, "victim", "default")
                     return pod is None or is_deleting(pod)
-                await until(evicted, what="the pod without tolerations evicted")
+                await until(evicted, what="the pod evicted when its toleration runs out")
                 alive = await c.get(NODES, "alive")
                 assert not (alive.get("spec") or {}).get("taints")
                 assert next(x for x in alive["status"]["conditions"]
