@@ -17,7 +17,7 @@ from cluster.api.resources import lookup
 from cluster.auth.rbac import forbidden as rbac_forbidden
 from cluster.auth import requestinfo
 
-from . import discovery, negotiation, watch
+from . import discovery, logs, negotiation, watch
 from .negotiation import JSON, PATCH_TYPES, dumps
 from .registry import Options, Registry, with_rv
 
@@ -163,8 +163,7 @@ class APIServer:
             if sub == "scale":
                 return _response(200, dumps(await reg.get_scale(res, ns, name)))
             if sub == "log":
-                raise errors.bad_request(f"pods/log of {ns}/{name}: no node agent (kubelet) serves "
-                                         "container logs through this API server yet")
+                return await logs.serve(request, reg, ns, name)
             value, rev = await reg.get_raw(res, ns, name)
             if form == negotiation.OBJECT:
                 return _response(200, with_rv(value, rev))
