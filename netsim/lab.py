@@ -7,10 +7,12 @@
     nodeNetwork: 172.18.0.0/16 # the network the nodes share (a bridge in the fabric namespace)
     cni: netsim                # or `reference`: /usr/lib/cni/bridge + host-local
     loadBalancerPool: 172.18.200.0/24  # LoadBalancer IPs (a CIDR or a list); none: <pending>
-    manifests:                 # Kubernetes manifests, inline or {path: file.yaml}
-      - {path: pods.yaml}
+    manifests:                 # Kubernetes manifests of any kind the API server serves,
+      - {path: pods.yaml}      # inline or {path: file.yaml}
 
-Every error names the file, the field path and what is expected.
+Only the shape is checked here (apiVersion, kind, metadata.name; a Pod's containers, as a user
+most often gets them wrong); `netsim up` has the API server validate the rest. Every error
+names the file, the field path and what is expected.
 """
 
 import ipaddress
@@ -31,7 +33,6 @@ CNI_CHOICES = ("netsim", "reference")
 KNOWN_FIELDS = set(DEFAULTS) | {"manifests", "loadBalancerPool"}
 # The external client namespace ("the outside world") answers to this name on the CLI.
 RESERVED_NODE_NAMES = ("external",)
-SUPPORTED_KINDS = ("Namespace", "Pod")
 MAX_NODES = 250
 # labs/ sits beside the packages in the source tree, which the Makefile installs editable.
 DEFAULT_LAB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "labs", "default.yaml")
@@ -187,37 +188,57 @@ def _manifests(source, items):
         if isinstance(item, dict) and set(item) == {"path"}:
             path = os.path.join(base, item["path"])
             try:
-                with open(path) as f:
-                    docs = [d for d in yaml.safe_load_all(f) if d is not None]
+                out += read_manifests(path)
             except FileNotFoundError:
                 raise LabError(source, f"{field}.path", f"file {path} does not exist")
             except yaml.YAMLError as e:
                 raise LabError(source, f"{field}.path", f"{path} is not valid YAML: {e}")
-            for j, d in enumerate(docs):
-                out.append(_manifest(path, f"document {j + 1}", d))
         else:
             out.append(_manifest(source, field, item))
+    return out
+
+
+def read_manifests(path, stream=None):
+    """The manifests of a YAML file (several documents; a List's items one by one), shape-checked
+    as a lab's are: [{"source", "field", "object"}]. OSError and yaml.YAMLError pass through."""
+    if stream is None:
+        with open(path) as f:
+            docs = list(yaml.safe_load_all(f))
+    else:
+        docs = list(yaml.safe_load_all(stream))
+    out = []
+    for j, d in enumerate(docs):
+        if d is None:
+            continue
+        if isinstance(d, dict) and d.get("kind") == "List" and isinstance(d.get("items"), list):
+            out += [_manifest(path, f"document {j + 1}.items[{k}]", item) for k, item in enumerate(d["items"])]
+        else:
+            out.append(_manifest(path, f"document {j + 1}", d))
     return out
 
 
 def _manifest(source, field, doc):
     if not isinstance(doc, dict) or "kind" not in doc:
         raise LabError(source, field, "expected a Kubernetes manifest with apiVersion, kind and metadata")
-    if doc.get("kind") == "List":
+    if not isinstance(doc["kind"], str) or not doc["kind"]:
+        raise LabError(source, f"{field}.kind", f"expected a kind such as Pod or Deployment, got {doc['kind']!r}")
+    if doc["kind"] == "List":
         raise LabError(source, f"{field}.kind", "List is not supported; give the items one by one")
-    if doc["kind"] not in SUPPORTED_KINDS:
-        raise LabError(source, f"{field}.kind", f"{doc['kind']} is not supported yet; expected one of "
-                                                f"{', '.join(SUPPORTED_KINDS)} (the control plane brings the rest)")
-    if doc.get("apiVersion") != "v1":
-        raise LabError(source, f"{field}.apiVersion", f"expected v1 for {doc['kind']}, got {doc.get('apiVersion')!r}")
+    if not isinstance(doc.get("apiVersion"), str) or not doc["apiVersion"]:
+        raise LabError(source, f"{field}.apiVersion", f"required: the API version of {doc['kind']} "
+                                                      f"(e.g. v1, apps/v1), got {doc.get('apiVersion')!r}")
+    if doc["kind"] in ("Namespace", "Pod") and doc["apiVersion"] != "v1":
+        raise LabError(source, f"{field}.apiVersion", f"expected v1 for {doc['kind']}, got {doc['apiVersion']!r}")
     meta = doc.get("metadata")
     if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
         raise LabError(source, f"{field}.metadata.name", "required: the object's name")
+    if "namespace" in meta and not isinstance(meta["namespace"], str):
+        raise LabError(source, f"{field}.metadata.namespace", f"expected a namespace name, got {meta['namespace']!r}")
     name = meta["name"]
     limit, pattern = (63, _DNS_LABEL) if doc["kind"] == "Namespace" else (253, _DNS_SUBDOMAIN)
     if len(name) > limit or not pattern.match(name):
         raise LabError(source, f"{field}.metadata.name", f"{name!r} is not a valid {doc['kind']} name: "
-                                                         "lowercase letters, digits, '-' (and '.' for pods)")
+                                                         "lowercase letters, digits, '-' (and '.' but for namespaces)")
     if doc["kind"] == "Pod":
         _pod_spec(source, field, doc)
     return {"source": source, "field": field, "object": doc}

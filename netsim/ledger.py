@@ -8,13 +8,17 @@ never looks for objects by name pattern.
 Kinds: `netns` (a named network namespace), `uts` (a UTS namespace bound at a path),
 `link` (a link inside one of our namespaces; it goes away with its namespace, recorded so that
 a reader can see what was made; links a CNI plugin makes are recorded from its result, after
-the fact), `process` (pid plus its start time, so a reused pid is never
-signalled).
+the fact), `process` (pid plus its start time, so a reused pid is never signalled; an optional
+`wave` orders the stops: a lower wave is stopped, and waited for, before a higher one, so that
+the kubelets are gone before the control plane and neither recreates what teardown removes),
+`cgroup` (a cgroup directory, removed once the processes are gone, children first), `dir` (a
+directory made outside the cluster's state directory, removed with what it holds).
 """
 
 import contextlib
 import json
 import os
+import shutil
 import signal
 import time
 
@@ -47,8 +51,10 @@ class Ledger:
             os.close(fd)
         return entry
 
-    def record_process(self, pid, role):
-        return self.record("process", pid=pid, start=process_start_time(pid), role=role)
+    def record_process(self, pid, role, wave=None, **attrs):
+        if wave is not None:
+            attrs["wave"] = wave
+        return self.record("process", pid=pid, start=process_start_time(pid), role=role, **attrs)
 
     def entries(self):
         try:
@@ -69,9 +75,10 @@ class Ledger:
         return out
 
 
-def _alive_as_recorded(entry):
+def alive_as_recorded(entry):
+    """Whether the process ENTRY names still runs (not a zombie, not a reused pid)."""
     start = process_start_time(entry["pid"])
-    return start is not None and start == entry.get("start")
+    return start is not None and start == entry.get("start") and _exists(entry["pid"])
 
 
 def _signal_and_wait(pids, grace):
@@ -102,6 +109,41 @@ def _exists(pid):
     return True
 
 
+def stop_processes(entries, grace=2.0, roles=None):
+    """SIGTERM (then SIGKILL after GRACE) the recorded processes still alive as recorded, wave
+    by wave; only those whose role starts with one of ROLES when given. Returns how many."""
+    live = {}
+    for e in entries:
+        if e["kind"] != "process" or e["pid"] == os.getpid():
+            continue
+        if roles is not None and not str(e.get("role", "")).startswith(tuple(roles)):
+            continue
+        if alive_as_recorded(e):
+            live[e["pid"]] = e.get("wave", LAST_WAVE)
+    for wave in sorted(set(live.values())):
+        _signal_and_wait(sorted(p for p, w in live.items() if w == wave), grace)
+    return len(live)
+
+
+LAST_WAVE = 1 << 30
+CGROUP_RMDIR_WAIT_S = 1.0
+
+
+def _remove_cgroup(path):
+    """rmdir a cgroup; a cgroup whose last task is still exiting answers EBUSY for a moment."""
+    deadline = time.monotonic() + CGROUP_RMDIR_WAIT_S
+    while True:
+        try:
+            os.rmdir(path)
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+
+
 def teardown(ledger, grace=2.0, on_progress=None):
     """Remove everything LEDGER holds, newest first. Returns a count per kind removed."""
     entries = ledger.entries()
@@ -112,14 +154,11 @@ def teardown(ledger, grace=2.0, on_progress=None):
         if on_progress:
             on_progress(kind)
 
-    # Recorded processes first (node agents hold sockets inside pod namespaces, and a
-    # namespace with open sockets outlives its bind mount).
-    procs = sorted({e["pid"] for e in entries if e["kind"] == "process" and _alive_as_recorded(e)})
-    me = os.getpid()
-    procs = [p for p in procs if p != me]
-    _signal_and_wait(procs, grace)
-    for _ in procs:
+    # Recorded processes first (they hold sockets inside pod namespaces, and a namespace with
+    # open sockets outlives its bind mount), in their recorded waves.
+    for _ in range(stop_processes(entries, grace)):
         count("process")
+    me = os.getpid()
 
     namespaces = [e for e in reversed(entries) if e["kind"] == "netns"]
     # Then whatever still runs inside our own namespaces, found by namespace identity.
@@ -138,4 +177,14 @@ def teardown(ledger, grace=2.0, on_progress=None):
             if os.path.exists(e["path"]):
                 count("uts")
             netns.delete_bound(e["path"])
+        elif e["kind"] == "dir":
+            if os.path.isdir(e["path"]):
+                count("dir")
+                shutil.rmtree(e["path"], ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.dirname(e["path"]))  # the per-state-dir parent, once empty
+        elif e["kind"] == "cgroup":
+            # Newest first: a container's cgroup goes before its pod's and its node's.
+            if _remove_cgroup(e["path"]):
+                count("cgroup")
     return removed

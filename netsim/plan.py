@@ -1,8 +1,11 @@
 """The planner: a validated lab in, the full plan of a cluster out (pure, no kernel access).
 
 The plan names every namespace and link, every address, route and pod CIDR, each node's CNI
-conflist and each pod's node, so that the realizer only executes it and `netsim status` and
-`netsim down` can read it back. It is a plain JSON-able dict, golden-file tested.
+conflist and kubelet directory, the control plane's options, and the order in which the lab's
+manifests are applied (Namespaces first, as `kubectl apply` needs them), so that the realizer
+and `netsim up` only execute it and `netsim status` and `netsim down` can read it back. Where
+pods run is the scheduler's business, not the plan's. It is a plain JSON-able dict,
+golden-file tested.
 """
 
 import hashlib
@@ -14,6 +17,13 @@ NETWORK_NAME = "netsim"
 # The reference plugins stop at 1.0.0; ours speaks 1.1.0 (GC, STATUS).
 CNI_VERSION = {"netsim": "1.1.0", "reference": "1.0.0"}
 IFNAME_MAX = 15
+# What the API server creates itself; a lab may put objects in them without a Namespace.
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+NODE_PORT_RANGE = "30000-32767"
+# A unix socket's path holds at most 107 bytes (sun_path); deep state dirs (pytest's tmp_path)
+# pass that, so a node's sockets then live under a short directory named after the state dir.
+SOCKET_PATH_MAX = 107
+SHORT_SOCKET_BASE = "/run/netsim"
 
 
 def mac_for(ip):
@@ -47,13 +57,23 @@ def node_netns(cluster, node):
     return f"{cluster}_{node}"
 
 
-def pod_netns(cluster, namespace, pod):
-    return f"{cluster}_{namespace}_{pod}"
+def socket_dir(state_root, node):
+    """Where NODE's unix sockets (kubelet API, CNI agent) live: beside its other files when the
+    longest path fits in a socket address, else under /run/netsim/<hash of the state dir>."""
+    d = f"{state_root}/nodes/{node}"
+    if len(f"{d}/kubelet.sock") <= SOCKET_PATH_MAX:
+        return d
+    return f"{SHORT_SOCKET_BASE}/{hashlib.sha256(state_root.encode()).hexdigest()[:12]}/{node}"
 
 
-def pod_container_id(cluster, namespace, pod):
-    """The pod sandbox's ID as CNI sees it: 64 hex characters, like a containerd sandbox ID."""
-    return hashlib.sha256(f"{cluster}/{namespace}/{pod}".encode()).hexdigest()
+def pod_netns_prefix(cluster):
+    """What the kubelets put before `_<namespace>_<pod>_<uid>` in a pod's namespace name."""
+    return cluster
+
+
+def cgroup_root(cluster):
+    """The cluster's own parent cgroup: pods' cgroups of two clusters never share a directory."""
+    return f"netsim_{cluster}"
 
 
 def conflist(lab, node_name, pod_cidr, gateway, state_root):
@@ -105,6 +125,10 @@ def plan(lab, state_root):
             "podCIDR": str(cidr),
             "gateway": str(gateway),
             "conflist": conflist(lab, name, str(cidr), str(gateway), state_root),
+            "conflistPath": f"{state_root}/nodes/{name}/cni/10-{NETWORK_NAME}.conflist",
+            "kubeletDir": f"{state_root}/nodes/{name}/kubelet",
+            "kubeletSocket": f"{socket_dir(state_root, name)}/kubelet.sock",
+            "cniAgentSocket": f"{socket_dir(state_root, name)}/cni.sock",
         })
     for node in nodes:
         # host-gw, as kindnet does: every other node's pod CIDR via that node's IP.
@@ -123,44 +147,7 @@ def plan(lab, state_root):
         "routes": [{"dst": cidr, "via": [n["ip"] for n in nodes]} for cidr in lab.load_balancer_pool],
     }
 
-    namespaces = ["default", "kube-system"]
-    pods = []
-    load = {n["name"]: 0 for n in nodes}
-    seen = set()
-    for m in lab.manifests:
-        obj = m["object"]
-        if obj["kind"] == "Namespace" and obj["metadata"]["name"] not in namespaces:
-            namespaces.append(obj["metadata"]["name"])
-    for m in lab.manifests:
-        obj = m["object"]
-        if obj["kind"] != "Pod":
-            continue
-        meta = obj["metadata"]
-        ns = meta.get("namespace") or "default"
-        key = (ns, meta["name"])
-        if ns not in namespaces:
-            raise LabError(m["source"], f"{m['field']}.metadata.namespace",
-                           f"namespace {ns!r} does not exist; add a Namespace manifest named {ns!r}")
-        if key in seen:
-            raise LabError(m["source"], f"{m['field']}.metadata.name", f"pod {ns}/{meta['name']} is defined twice")
-        seen.add(key)
-        node = obj["spec"].get("nodeName")
-        if node is None:
-            # Spread: the least loaded node, ties to the first in lab order.
-            node = min(load, key=lambda n: load[n])
-        elif node not in load:
-            raise LabError(m["source"], f"{m['field']}.spec.nodeName",
-                           f"node {node!r} is not in the lab; expected one of {', '.join(load)}")
-        load[node] += 1
-        pods.append({
-            "namespace": ns,
-            "name": meta["name"],
-            "node": node,
-            "netns": pod_netns(lab.name, ns, meta["name"]),
-            "containerID": pod_container_id(lab.name, ns, meta["name"]),
-            "manifest": obj,
-        })
-
+    manifests = apply_order(lab, [n["name"] for n in nodes])
     return {
         "cluster": lab.name,
         "clusterCIDR": lab.cluster_cidr,
@@ -181,6 +168,51 @@ def plan(lab, state_root):
         "nodes": nodes,
         "external": external,
         "loadBalancerPool": lab.load_balancer_pool,
-        "namespaces": namespaces,
-        "pods": pods,
+        "controlPlane": {
+            "store": f"sqlite://{state_root}/state.db",
+            "kubeconfig": f"{state_root}/kubeconfig",
+            "serviceCIDR": lab.service_cidr,
+            "nodePortRange": NODE_PORT_RANGE,
+            "loadBalancerPool": lab.load_balancer_pool,
+            "podNetnsPrefix": pod_netns_prefix(lab.name),
+            "cgroupRoot": cgroup_root(lab.name),
+        },
+        "manifests": manifests,
     }
+
+
+def apply_order(lab, node_names):
+    """The lab's manifests as `netsim up` applies them: Namespaces first, then the rest in lab
+    order. Each entry names its index in lab.manifests, kind, namespace and name. Raises
+    LabError for what would fail anyway and is cheaper to say before anything is made: a
+    namespace nobody creates, a nodeName that is not a node, an object given twice."""
+    from .lab import LabError
+
+    namespaces = set(SYSTEM_NAMESPACES)
+    for m in lab.manifests:
+        if m["object"]["kind"] == "Namespace":
+            namespaces.add(m["object"]["metadata"]["name"])
+    seen = set()
+    first, rest = [], []
+    for i, m in enumerate(lab.manifests):
+        obj = m["object"]
+        meta = obj["metadata"]
+        ns = meta.get("namespace")
+        if ns is not None and ns not in namespaces:
+            raise LabError(m["source"], f"{m['field']}.metadata.namespace",
+                           f"namespace {ns!r} does not exist; add a Namespace manifest named {ns!r}")
+        key = (obj["apiVersion"].split("/")[0] if "/" in obj["apiVersion"] else "", obj["kind"],
+               ns or "default", meta["name"])
+        if key in seen:
+            where = f"{ns or 'default'}/{meta['name']}" if obj["kind"] != "Namespace" else meta["name"]
+            raise LabError(m["source"], f"{m['field']}.metadata.name",
+                           f"{obj['kind'].lower()} {where} is defined twice")
+        seen.add(key)
+        node = (obj.get("spec") or {}).get("nodeName") if obj["kind"] == "Pod" else None
+        if node is not None and node not in node_names:
+            raise LabError(m["source"], f"{m['field']}.spec.nodeName",
+                           f"node {node!r} is not in the lab; expected one of {', '.join(node_names)}")
+        entry = {"index": i, "apiVersion": obj["apiVersion"], "kind": obj["kind"],
+                 "namespace": ns, "name": meta["name"]}
+        (first if obj["kind"] == "Namespace" else rest).append(entry)
+    return first + rest

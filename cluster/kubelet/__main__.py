@@ -4,6 +4,12 @@ The process stays in the network namespace it was started in (it must reach the 
 from there); `--netns` names the node's namespace, where CNI plugins run and probes connect
 from. SIGTERM or SIGINT stop it; process containers keep running and a restarted kubelet
 adopts them.
+
+`--cni-agent-socket PATH` also serves netsim's CNI agent (cni.agent) from this process, as the
+node agent before it did: a netsim plugin executable (the shim) run by any runtime of the node
+is answered by the plugins already loaded here (`NETSIM_CNI_AGENT`); with
+`NETSIM_CNI_EXEC=always` the kubelet's runtime executes the shim too, for comparison, instead of
+calling the plugins in-process.
 """
 
 import argparse
@@ -59,6 +65,8 @@ def parser():
     ap.add_argument("--cgroup-root", default="netsim", help="parent cgroup of the pods' cgroups")
     ap.add_argument("--logs-socket", default=None,
                     help="unix socket serving /containerLogs (default ROOT/kubelet.sock)")
+    ap.add_argument("--cni-agent-socket", default=None,
+                    help="serve netsim's CNI agent on this unix socket (for netsim's plugin executables)")
     ap.add_argument("--workers", type=int, default=8, help="pods synced at once")
     ap.add_argument("-v", "--v", dest="verbosity", type=int, default=0)
     return ap
@@ -79,9 +87,20 @@ def config_from(args):
         workers=args.workers)
 
 
-async def _main(config, kubeconfig):
+def _serve_cni_agent(kubelet, socket_path):
+    from cni.agent import CNIAgent
+
+    agent = CNIAgent(socket_path).start()
+    kubelet.cni.env["NETSIM_CNI_AGENT"] = socket_path
+    if os.environ.get("NETSIM_CNI_EXEC") == "always":
+        kubelet.cni.exec = kubelet.cni.run_executable
+    return agent
+
+
+async def _main(config, kubeconfig, cni_agent_socket=None):
     async with Client.from_kubeconfig(kubeconfig) as client:
         kubelet = Kubelet(client, config)
+        agent = _serve_cni_agent(kubelet, cni_agent_socket) if cni_agent_socket else None
         task = asyncio.create_task(kubelet.run())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -90,13 +109,16 @@ async def _main(config, kubeconfig):
             await task
         except asyncio.CancelledError:
             pass
+        finally:
+            if agent:
+                agent.stop()
 
 
 def main(argv=None):
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbosity > 2 else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(_main(config_from(args), args.kubeconfig))
+    asyncio.run(_main(config_from(args), args.kubeconfig, args.cni_agent_socket))
     return 0
 
 

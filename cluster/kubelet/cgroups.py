@@ -6,6 +6,8 @@ unified tree, with the controllers enabled down the path), as the kubelet's pod 
 cgroups nest. A CPU limit of N millicores is a CFS quota of N*100 µs per 100 ms period; a
 memory limit is the hard limit in bytes (the kernel OOM-kills the container beyond it). The
 directories are created children-last and removed children-first once the processes are gone.
+With a ledger, each directory is recorded before it is made, so that the cluster's teardown
+removes it also after the kubelet was killed.
 """
 from __future__ import annotations
 
@@ -34,8 +36,9 @@ def limits_of(container: dict) -> tuple[int | None, int | None]:
 class Cgroups:
     """Creates per-container cgroups under ROOT_NAME/NODE in the host's hierarchy."""
 
-    def __init__(self, root_name: str, node: str, mount: str = CGROUP_MOUNT):
+    def __init__(self, root_name: str, node: str, mount: str = CGROUP_MOUNT, ledger=None):
         self.mount = mount
+        self.ledger = ledger
         self.v2 = os.path.exists(os.path.join(mount, "cgroup.controllers"))
         self.relative = os.path.join(root_name.strip("/"), node)
 
@@ -52,6 +55,8 @@ class Cgroups:
                         f.write("+cpu +memory")
             path = os.path.join(path, part)
             if not os.path.isdir(path):
+                if self.ledger is not None:
+                    self.ledger.record("cgroup", path=path)
                 os.mkdir(path)
                 made.append(path)
         return path

@@ -107,7 +107,7 @@ class Kubelet:
         self._use_inprocess_plugins()
         self.sandboxes = Sandboxes(config.root_dir, self.ledger, self.cni, load_conflist(config.conflist),
                                    config.node_netns, config.netns_prefix or config.node_netns or config.node_name)
-        self.cgroups = cgroupsmod.Cgroups(config.cgroup_root, config.node_name)
+        self.cgroups = cgroupsmod.Cgroups(config.cgroup_root, config.node_name, ledger=self.ledger)
         self.backoff = CrashLoopBackoff(config.backoff_initial, config.backoff_max)
         self.runtime = runtimemod.Runtime(self._container_exited)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=config.workers)

@@ -23,10 +23,18 @@ def cmd_apiserver(args, ui):
     problem = statemod.check_cluster_name(args.name)
     if problem:
         raise UserError(f"--name: {problem}")
+    from cluster.apiserver.services import ServiceAllocators
+
     try:
         parse_listen(args.listen)
+        ServiceAllocators(args.service_cidr, args.service_node_port_range)
     except ValueError as e:
-        raise UserError(str(e))
+        # The allocators name their option as a library does (service_cidr ...): say the flag.
+        text = str(e)
+        for option in ("service_cidr", "service-node-port-range"):
+            if text.startswith(option):
+                text = "--" + option.replace("_", "-") + text[len(option):]
+        raise UserError(text)
     st, kubeconfig, token_file, pid_file = _paths(args.name, args.kubeconfig)
     os.makedirs(st.root, exist_ok=True)
     store_url = args.store or f"sqlite://{st.path('state.db')}"
@@ -40,7 +48,8 @@ def cmd_apiserver(args, ui):
         sys.stdout.flush()
 
     try:
-        serve(store_url, args.listen, kubeconfig, token_file, name=args.name, ready=ready)
+        serve(store_url, args.listen, kubeconfig, token_file, name=args.name, ready=ready,
+              service_cidr=args.service_cidr, node_port_range=args.service_node_port_range)
     except StoreError as e:
         raise UserError(f"--store {store_url}: {e}")
     except OSError as e:
@@ -96,4 +105,8 @@ def add_arguments(p):
     p.add_argument("--listen", default="127.0.0.1:6443", help="HOST:PORT (default 127.0.0.1:6443)")
     p.add_argument("--kubeconfig", help="where to write the admin kubeconfig "
                                         "(default: $NETSIM_STATE_DIR/NAME/kubeconfig)")
+    p.add_argument("--service-cidr", default="10.96.0.0/12",
+                   help="Service ClusterIPs are allocated from this CIDR (default 10.96.0.0/12)")
+    p.add_argument("--service-node-port-range", default="30000-32767",
+                   help="NodePorts are allocated from FIRST-LAST (default 30000-32767)")
     p.add_argument("--name", default=DEFAULT_NAME, help=f"name of its state directory (default {DEFAULT_NAME})")

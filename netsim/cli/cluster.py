@@ -1,26 +1,33 @@
-"""Bringing a cluster up and down: plan, realize, start node agents, wait, tear down.
+"""Bringing a cluster up and down: plan, realize, start the control plane and the kubelets,
+apply the lab through the API, wait for its pods, tear down.
 
 This is the composition root of a cluster's lifetime: the only place that knows which
-plugins, which runtime and which agents make a cluster.
+plugins, which processes and which API make a cluster. `netsim up` on a cluster that is already
+there starts again the processes that are missing (after a crash or a kill) and waits for the
+pods; it does not apply the lab again, since the API server holds what the cluster should be
+(`netsim apply -f` changes it).
 """
 
+import asyncio
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 
+from cluster.api.errors import APIError
 from cni.install import install_plugin
 from netsim import ledger as ledgermod
 from netsim import netns, plan as planmod, state as statemod
+from netsim.lab import LabError
 from netsim.realize import Realizer
 
-from . import nodeagent
+from . import controlplane as cp
+from . import kube
 from .errors import UserError
 
 WAIT_BASE_S = 30.0
 WAIT_PER_POD_S = 0.05
+NODES_READY_S = 30.0
 
 
 def resolve_cluster(name=None):
@@ -41,75 +48,46 @@ def resolve_cluster(name=None):
 
 
 def load_plan(st):
-    with open(st.plan) as f:
-        return json.load(f)
-
-
-def read_pod_status(st, plan):
-    """{"ns/name": status} merged from every node agent's report, plus agent liveness."""
-    out, agents = {}, {}
-    for node in plan["nodes"]:
-        try:
-            with open(nodeagent.status_path(st, node["name"])) as f:
-                doc = json.load(f)
-        except (FileNotFoundError, json.JSONDecodeError):
-            agents[node["name"]] = None
-            continue
-        agents[node["name"]] = doc.get("agentPid")
-        out.update(doc.get("pods", {}))
-    return out, agents
-
-
-def agent_alive(pid):
-    if not pid:
-        return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        with open(st.plan) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"Cluster {st.name!r} has no plan in {st.root}: its bring-up was interrupted; "
+                        f"remove it with `netsim down --name {st.name}`.")
 
 
-def _spawn_agent(st, ledger, node):
-    log = open(os.path.join(st.node_dir(node["name"]), "agent.log"), "ab")
-    path = netns.netns_path(node["netns"])
-
-    def enter_node():
-        # The agent lives in its node's namespace: the plugins it executes act on the node.
-        fd = os.open(path, os.O_RDONLY)
-        netns.setns(fd, netns.CLONE_NEWNET)
-        os.close(fd)
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "netsim.cli.nodeagent", "--cluster", st.name, "--node", node["name"]],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=enter_node,
-        start_new_session=True, close_fds=True)
-    log.close()
-    ledger.record_process(proc.pid, role=f"node-agent {node['name']}")
-    return proc
+def lab_items(lab, plan):
+    """[(where, object)] of the lab's manifests in the plan's apply order; kinds the API server
+    does not serve are refused here, before anything is made."""
+    items = []
+    for entry in plan["manifests"]:
+        m = lab.manifests[entry["index"]]
+        where = f"{m['source']}: {m['field']}"
+        kube.resource_of(m["object"], where)
+        items.append((where, m["object"]))
+    return items
 
 
 def up(lab, ui):
-    """Bring LAB's cluster up; returns the plan. Raises UserError with a sentence on failure."""
+    """Bring LAB's cluster up (or start again what is missing of it); returns the plan.
+    Raises UserError with a sentence on failure, after removing what it made."""
     st = statemod.ClusterState(lab.name)
     if st.exists():
-        plan = load_plan(st)
-        _, agents = read_pod_status(st, plan)
-        if all(agent_alive(p) for p in agents.values()):
-            ui.note(f"Cluster {lab.name!r} is already up.")
-            return plan
-        raise UserError(f"Cluster {lab.name!r} has state in {st.root} but its node agents are not running; "
-                        f"remove it with `netsim down --name {lab.name}` and run `netsim up` again.")
+        return restart(st, ui)
     for n in [planmod.fabric_netns(lab.name)] + [planmod.node_netns(lab.name, x) for x in lab.nodes]:
         if netns.exists(n):
             raise UserError(f"A network namespace named {n} already exists but no netsim cluster "
                             f"{lab.name!r} owns it; choose another cluster name (`name:` in the lab file).")
-    plan = planmod.plan(lab, st.root)
+    try:
+        plan = planmod.plan(lab, st.root)
+    except LabError as e:
+        raise UserError(f"{e} (fix the lab file and run `netsim up` again)")
+    items = lab_items(lab, plan)
     os.makedirs(st.root, exist_ok=True)
     ledger = ledgermod.Ledger(st.ledger)
     ledger.record("cluster", name=lab.name, root=st.root)
     try:
-        _bring_up(st, ledger, plan, ui)
+        _bring_up(st, ledger, plan, items, ui)
     except BaseException:
         ui.note("Bring-up failed; removing what was created.")
         down(st, ui, quiet=True)
@@ -117,14 +95,14 @@ def up(lab, ui):
     return plan
 
 
-def _bring_up(st, ledger, plan, ui):
+def _bring_up(st, ledger, plan, items, ui):
     with open(st.plan, "w") as f:
         json.dump(plan, f, indent=1)
     if plan["cni"]["plugins"] == "netsim":
         install_plugin(plan["cni"]["path"][0], "bridge")
     for node in plan["nodes"]:
-        os.makedirs(os.path.dirname(nodeagent.conflist_path(st, node["name"])), exist_ok=True)
-        with open(nodeagent.conflist_path(st, node["name"]), "w") as f:
+        os.makedirs(os.path.dirname(node["conflistPath"]), exist_ok=True)
+        with open(node["conflistPath"], "w") as f:
             json.dump(node["conflist"], f, indent=1)
 
     with ui.progress("Nodes", total=len(plan["nodes"]) + 2) as advance:
@@ -133,39 +111,93 @@ def _bring_up(st, ledger, plan, ui):
         advance()
         for node in plan["nodes"]:
             realizer.build_node(node)
-            _spawn_agent(st, ledger, node)
             advance()
         realizer.build_external()
         advance()
+    cp.make_socket_dirs(st, ledger, plan)
+    procs = _start(st, ledger, plan, cp.roles(plan), ui)
+    kube.run(_converge(st, plan, procs, ui, items, kube.expected_pods([o for _, o in items])))
 
-    total = len(plan["pods"])
-    deadline = time.monotonic() + WAIT_BASE_S + WAIT_PER_POD_S * total
-    with ui.progress("Pods", total=total) as advance:
-        done = 0
-        while True:
-            status, agents = read_pod_status(st, plan)
-            finished = sum(1 for s in status.values() if s.get("phase") != "Pending")
-            advance(finished - done)
-            done = finished
-            if finished >= total and len(status) == total:
-                break
-            dead = [n for n, pid in agents.items() if pid is not None and not agent_alive(pid)]
-            if dead:
-                log = os.path.join(st.node_dir(dead[0]), "agent.log")
-                raise UserError(f"The node agent of {dead[0]} exited while starting pods; see {log}.")
-            if time.monotonic() > deadline:
-                waiting = sorted(k for k, s in status.items() if s.get("phase") == "Pending")
-                raise UserError(f"Timed out waiting for {total - finished} pods ({', '.join(waiting[:5])}); "
-                                f"see the node agents' logs under {st.path('nodes')}.")
-            time.sleep(0.05)
-    failed = {k: s for k, s in status.items() if s.get("phase") == "Failed"}
-    if failed:
-        lines = "; ".join(f"{k}: {s.get('message')}" for k, s in sorted(failed.items())[:5])
-        raise UserError(f"{len(failed)} pod(s) failed to start: {lines}")
+
+def restart(st, ui):
+    """Start the cluster's missing processes again and wait for its pods; returns the plan."""
+    plan = load_plan(st)
+    gone = [n for n in [plan["fabric"]["netns"]] + [n["netns"] for n in plan["nodes"]] if not netns.exists(n)]
+    if gone:
+        raise UserError(f"Cluster {st.name!r} has state in {st.root} but its namespace {gone[0]} is gone; "
+                        f"remove it with `netsim down --name {st.name}` and run `netsim up` again.")
+    alive = cp.running(st)
+    missing = [r for r in cp.roles(plan) if r not in alive]
+    if not missing:
+        ui.note(f"Cluster {st.name!r} is already up.")
+        return plan
+    ui.note(f"Cluster {st.name!r} is there but its {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not running: starting again.")
+    procs = _start(st, ledgermod.Ledger(st.ledger), plan, missing, ui)
+    kube.run(_converge(st, plan, procs, ui, [], 0))
+    return plan
+
+
+def _start(st, ledger, plan, roles, ui):
+    """Start ROLES (API server first, waiting until it serves); {role: Popen}."""
+    procs = {}
+    with ui.progress("Control", total=len(roles)) as advance:
+        if cp.APISERVER in roles:
+            procs[cp.APISERVER] = cp.start_apiserver(st, ledger, plan)
+            advance()
+        for role in roles:
+            if role != cp.APISERVER:
+                procs[role] = cp.spawn(st, ledger, role, cp.argv(st, plan, role))
+                advance()
+    return procs
+
+
+async def _converge(st, plan, procs, ui, items, expected):
+    """Nodes registered and Ready, ITEMS applied, every pod Running and ready."""
+    def check():
+        cp.check_alive(st, procs)
+
+    async with kube.connect(plan["controlPlane"]["kubeconfig"]) as client:
+        await _wait_nodes(client, st, plan, check)
+        if items:
+            with ui.progress("Apply", total=len(items)) as advance:
+                await kube.apply_all(client, items, advance)
+        pods = (await client.list(kube.PODS)).get("items") or []
+        expected = max(expected, len(pods))
+        with ui.progress("Pods", total=expected) as advance:
+            await kube.wait_for_pods(client, expected, WAIT_BASE_S + WAIT_PER_POD_S * expected, advance, check)
+
+
+async def _wait_nodes(client, st, plan, check):
+    want = {n["name"] for n in plan["nodes"]}
+    deadline = time.monotonic() + NODES_READY_S
+    while True:
+        try:
+            nodes = (await client.list(kube.NODES)).get("items") or []
+        except APIError as e:
+            if e.code != 503:
+                raise
+            nodes = []
+        ready = {n["metadata"]["name"] for n in nodes if node_ready(n) == "True"}
+        if want <= ready:
+            return
+        check()
+        if time.monotonic() > deadline:
+            raise UserError(f"Nodes {', '.join(sorted(want - ready))} did not register Ready within "
+                            f"{NODES_READY_S:.0f}s; see the kubelets' logs in {st.path('logs')}.")
+        await asyncio.sleep(0.05)
+
+
+def node_ready(node):
+    for c in (node.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return c.get("status")
+    return "Unknown"
 
 
 def down(st, ui, quiet=False):
-    """Remove everything the cluster's ledger holds, then its state directory."""
+    """Remove everything the cluster's ledger holds (kubelets stopped first, then the control
+    plane, then containers, namespaces and cgroups), then its state directory."""
     ledger = ledgermod.Ledger(st.ledger)
     removed = ledgermod.teardown(ledger)
     shutil.rmtree(st.root, ignore_errors=True)

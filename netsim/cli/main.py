@@ -1,4 +1,4 @@
-"""The `netsim` command: up, down, status, exec, probe, logs."""
+"""The `netsim` command: up, down, status, exec, probe, logs, iptables, apply, delete, get, kubeconfig."""
 
 import argparse
 import json
@@ -21,16 +21,18 @@ def cmd_up(args, ui):
         raise UserError(f"{e} (fix the lab file and run `netsim up` again)")
     plan = cluster.up(lab, ui)
     st = cluster.resolve_cluster(plan["cluster"])
-    print_status(ui, st, plan)
+    doc = print_status(ui, st, plan)
     # Hints name the command as the user can type it (make up runs .venv/bin/netsim).
     prog = "netsim" if shutil.which("netsim") == os.path.abspath(sys.argv[0]) else os.path.relpath(sys.argv[0])
-    ui.note(f"\nCluster [bold]{plan['cluster']}[/] is up: {len(plan['nodes'])} nodes, {len(plan['pods'])} pods. "
+    ui.note(f"\nCluster [bold]{plan['cluster']}[/] is up: {len(plan['nodes'])} nodes, {len(doc['pods'])} pods. "
             "Try:")
-    if plan["pods"]:
-        a, b = plan["pods"][0], plan["pods"][-1]
+    if doc["pods"]:
+        a, b = doc["pods"][0], doc["pods"][-1]
         ui.note(f"  {prog} exec {a['namespace']}/{a['name']} -- ip addr show eth0")
         ui.note(f"  {prog} probe {b['namespace']}/{b['name']} {a['namespace']}/{a['name']} --proto icmp")
     ui.note(f"  {prog} exec {plan['nodes'][0]['name']} -- ip route")
+    ui.note(f"  {prog} get pods -A -o wide")
+    ui.note(f"  kubectl --kubeconfig {plan['controlPlane']['kubeconfig']} get nodes")
     ui.note(f"  {prog} down --name {plan['cluster']}")
     return 0
 
@@ -47,44 +49,54 @@ def cmd_down(args, ui):
 
 
 def status_doc(st, plan):
-    pods, agents = cluster.read_pod_status(st, plan)
-    return {
+    from . import controlplane as cp
+    from . import pods as podsmod
+
+    alive = cp.running(st)
+    try:
+        nodes, pods = podsmod.read(st, plan)
+        problem = None
+    except UserError as e:
+        nodes, pods, problem = {}, [], str(e)
+    doc = {
         "cluster": plan["cluster"],
         "stateDir": st.root,
+        "kubeconfig": plan["controlPlane"]["kubeconfig"],
         "cni": plan["cni"]["plugins"],
         "fabric": {"netns": plan["fabric"]["netns"], "bridge": plan["fabric"]["bridge"], "ip": plan["fabric"]["ip"]},
         "external": {"netns": plan["external"]["netns"], "ip": plan["external"]["ip"],
                      "routes": plan["external"]["routes"]},
         "loadBalancerPool": plan["loadBalancerPool"],
-        "nodes": [{"name": n["name"], "netns": n["netns"], "ip": n["ip"], "podCIDR": n["podCIDR"],
-                   "agent": "running" if cluster.agent_alive(agents.get(n["name"])) else "stopped"}
+        "controlPlane": {role: "running" if role in alive else "stopped"
+                         for role in (cp.APISERVER, cp.CONTROLLER_MANAGER, cp.SCHEDULER)},
+        "nodes": [{"name": n["name"], "netns": n["netns"], "ip": n["ip"],
+                   "podCIDR": ((nodes.get(n["name"]) or {}).get("spec") or {}).get("podCIDR", n["podCIDR"]),
+                   "agent": "running" if cp.kubelet_role(n["name"]) in alive else "stopped",
+                   "ready": cluster.node_ready(nodes[n["name"]]) if n["name"] in nodes else "Unknown"}
                   for n in plan["nodes"]],
-        "pods": [{"namespace": p["namespace"], "name": p["name"], "node": p["node"], "netns": p["netns"],
-                  "ip": pods.get(f"{p['namespace']}/{p['name']}", {}).get("ip"),
-                  "phase": _phase(pods.get(f"{p['namespace']}/{p['name']}", {}), agents.get(p["node"])),
-                  "message": pods.get(f"{p['namespace']}/{p['name']}", {}).get("message")}
-                 for p in plan["pods"]],
+        "pods": [p.to_json() for p in pods],
     }
-
-
-def _phase(status, agent_pid):
-    phase = status.get("phase", "Pending")
-    # A pod whose node agent is gone has nobody serving it: say so rather than "Running".
-    if phase == "Running" and not cluster.agent_alive(agent_pid):
-        return "Unknown"
-    return phase
+    if problem:
+        doc["error"] = problem
+    return doc
 
 
 def print_status(ui, st, plan):
     doc = status_doc(st, plan)
-    ui.table(f"Nodes of {doc['cluster']} (cni: {doc['cni']})", ["NAME", "NETNS", "IP", "POD CIDR", "AGENT"],
-             [(n["name"], n["netns"], n["ip"], n["podCIDR"], n["agent"]) for n in doc["nodes"]])
+    ui.table(f"Nodes of {doc['cluster']} (cni: {doc['cni']})", ["NAME", "NETNS", "IP", "POD CIDR", "READY", "KUBELET"],
+             [(n["name"], n["netns"], n["ip"], n["podCIDR"], n["ready"], n["agent"]) for n in doc["nodes"]])
+    stopped = [role for role, state in doc["controlPlane"].items() if state != "running"]
+    ui.note(f"Control plane: {'running' if not stopped else 'stopped: ' + ', '.join(stopped)}; "
+            f"kubeconfig {doc['kubeconfig']}")
     ext = doc["external"]
     ui.note(f"External client: netns {ext['netns']}, IP {ext['ip']}"
             + (f", LoadBalancer pool {', '.join(doc['loadBalancerPool'])} routed to the nodes"
                if doc["loadBalancerPool"] else ""))
+    if "error" in doc:
+        ui.error(doc["error"])
     ui.table("Pods", ["NAMESPACE", "NAME", "NODE", "NETNS", "IP", "PHASE"],
              [(p["namespace"], p["name"], p["node"], p["netns"], p["ip"], p["phase"]) for p in doc["pods"]])
+    return doc
 
 
 def cmd_status(args, ui):
@@ -102,8 +114,7 @@ def cmd_exec(args, ui):
         raise UserError("Nothing to run: give a command after `--`, e.g. `netsim exec node-1 -- ip addr`.")
     st = cluster.resolve_cluster(args.name)
     plan = cluster.load_plan(st)
-    pods, _ = cluster.read_pod_status(st, plan)
-    target = resolve(args.target, st, plan, pods)
+    target = resolve(args.target, st, plan)
     from netsim.containers.images import SpecError, exec_argv
 
     argv = list(args.command)
@@ -133,7 +144,9 @@ def cmd_iptables(args, ui):
 
     st = cluster.resolve_cluster(args.name)
     plan = cluster.load_plan(st)
-    target = resolve(args.node, st, plan, {})
+    if "/" in args.node:
+        raise UserError(f"`netsim iptables` takes a node name (or `external`), got the pod {args.node}.")
+    target = resolve(args.node, st, plan)
     if target.kind == "pod":
         raise UserError(f"`netsim iptables` takes a node name (or `external`), got the pod {args.node}.")
     argv = [IPTABLES_SAVE] + (["-t", args.table] if args.table else [])
@@ -149,11 +162,10 @@ def cmd_probe(args, ui):
 
     st = cluster.resolve_cluster(args.name)
     plan = cluster.load_plan(st)
-    pods, _ = cluster.read_pod_status(st, plan)
-    src = resolve(args.src, st, plan, pods)
-    dst = resolve(args.dst, st, plan, pods, allow_ip=True)
+    src = resolve(args.src, st, plan)
+    dst = resolve(args.dst, st, plan, allow_ip=True, need_sandbox=False)
     if not dst.ip:
-        raise UserError(f"{args.dst} has no IP yet (phase {pods.get(args.dst, {}).get('phase', 'Pending')}).")
+        raise UserError(f"{args.dst} has no IP yet (phase {dst.pod.phase if dst.pod else 'Pending'}).")
     if args.proto != "icmp" and args.port is None:
         raise UserError(f"--port is required for --proto {args.proto}.")
     result = probe(src_netns=src.netns_path, dst=dst.ip, port=args.port, proto=args.proto, timeout=args.timeout)
@@ -171,17 +183,17 @@ def cmd_probe(args, ui):
 def cmd_logs(args, ui):
     st = cluster.resolve_cluster(args.name)
     plan = cluster.load_plan(st)
-    pods, _ = cluster.read_pod_status(st, plan)
-    target = resolve(args.pod, st, plan, pods)
-    if target.kind != "pod":
+    if "/" not in args.pod:
         raise UserError(f"`netsim logs` takes NAMESPACE/POD, got the node {args.pod!r}.")
-    ns, _, name = args.pod.partition("/")
-    pod = next(p for p in plan["pods"] if p["namespace"] == ns and p["name"] == name)
-    names = [c["name"] for c in pod["manifest"]["spec"]["containers"]]
+    pod = resolve(args.pod, st, plan, need_sandbox=False).pod
+    names = pod.containers
     if args.container and args.container not in names:
         raise UserError(f"Pod {args.pod} has no container {args.container!r}; containers: {', '.join(names)}.")
+    if not pod.log_dir:
+        raise UserError(f"Pod {args.pod} has not started yet (phase {pod.phase}); no logs.")
     for c in [args.container] if args.container else names:
-        path = os.path.join(st.pod_dir(ns, name), f"{c}.log")
+        # The kubelet's layout (cluster.kubelet.logs): <container>/<container>.log is the current one.
+        path = os.path.join(pod.log_dir, c, f"{c}.log")
         if len(names) > 1 and not args.container:
             print(f"==> {c} <==")
         try:
@@ -236,6 +248,9 @@ def parser():
     p.add_argument("pod", metavar="NAMESPACE/POD")
     p.add_argument("-c", "--container")
     p.set_defaults(fn=cmd_logs)
+
+    from .objects import add_parsers
+    add_parsers(sub)
 
     p = sub.add_parser("cni", help="CNI plugin tools: netsim cni conformance --plugin PATH")
     from .conformance import add_cni_parser

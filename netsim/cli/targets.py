@@ -4,30 +4,30 @@ import ipaddress
 
 from netsim import netns
 
+from . import pods as podsmod
 from .errors import UserError
 
 
 class Target:
-    def __init__(self, kind, name, netns_name, ip, uts=None):
+    def __init__(self, kind, name, netns_name, ip, uts=None, pod=None):
         self.kind, self.name, self.netns, self.ip, self.uts = kind, name, netns_name, ip, uts
+        self.pod = pod  # the PodView of a pod target
 
     @property
     def netns_path(self):
         return netns.netns_path(self.netns)
 
 
-def resolve(spec, st, plan, pod_status, allow_ip=False):
-    """The node or pod SPEC names in cluster ST; an IP is accepted where ALLOW_IP."""
+def resolve(spec, st, plan, allow_ip=False, need_sandbox=True):
+    """The node or pod SPEC names in cluster ST; an IP is accepted where ALLOW_IP. Nodes and the
+    external client come from the plan; pods from the API server and their kubelet's records."""
     if "/" in spec:
-        ns, _, name = spec.partition("/")
-        for p in plan["pods"]:
-            if p["namespace"] == ns and p["name"] == name:
-                status = pod_status.get(spec, {})
-                from netsim.sandbox import uts_path
-
-                return Target("pod", spec, p["netns"], status.get("ip"), uts=uts_path(st.pod_dir(ns, name)))
-        pods = ", ".join(f"{p['namespace']}/{p['name']}" for p in plan["pods"][:8]) or "none"
-        raise UserError(f"No pod {spec} in cluster {plan['cluster']!r}; pods: {pods}.")
+        pod = podsmod.one(st, plan, spec)
+        if need_sandbox and not pod.netns:
+            where = f"on {pod.node}" if pod.node else "not scheduled yet"
+            raise UserError(f"Pod {spec} has no sandbox yet (phase {pod.phase}, {where}"
+                            f"{'; ' + pod.message if pod.message else ''}); try again once it runs.")
+        return Target("pod", spec, pod.netns, pod.ip, uts=pod.uts, pod=pod)
     for n in plan["nodes"]:
         if n["name"] == spec:
             return Target("node", spec, n["netns"], n["ip"])

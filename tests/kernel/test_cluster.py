@@ -13,6 +13,16 @@ from tests.conftest import host_snapshot
 from tests.kernel.conftest import NETSIM, Cluster, pod
 
 
+def _snapshot(name):
+    """The host as a cluster NAME could change it: root-namespace links, routes and netfilter,
+    the namespaces and cgroups named after the cluster (other tests may run beside this one)."""
+    snap = host_snapshot()
+    snap["netns"] = [n for n in snap["netns"] if n.split()[0].startswith((f"{name}-", f"{name}_"))]
+    snap["cgroups"] = sorted(d for c in ("cpu", "memory") if os.path.isdir(f"/sys/fs/cgroup/{c}")
+                             for d in os.listdir(f"/sys/fs/cgroup/{c}") if d == f"netsim_{name}")
+    return snap
+
+
 def _in(ip, cidr):
     return ipaddress.ip_address(ip) in ipaddress.ip_network(cidr)
 
@@ -147,34 +157,40 @@ def test_two_clusters_are_up_at_once(make_cluster):
 
 
 def test_invalid_lab_is_rejected_before_anything_is_made(make_cluster):
-    before = host_snapshot()
     c = make_cluster({"nodes": 2, "manifests": [pod("p", node="node-7")]}, up=False)
+    before = _snapshot(c.name)
     r = c.run("up", "-f", c.lab_path, check=False)
     assert r.returncode == 1
     assert "spec.nodeName: node 'node-7' is not in the lab" in r.stderr
     assert not os.path.exists(os.path.join(c.state_dir, c.name))
-    assert host_snapshot() == before
+    assert _snapshot(c.name) == before
 
 
 def test_down_after_sigkill_midway_leaves_nothing(make_cluster):
-    before = host_snapshot()
-    c = make_cluster({"nodes": 3, "manifests": [pod(f"p{i}") for i in range(30)]}, up=False)
+    limited = {"containers": [{"name": "sh", "image": "debian:12", "command": ["sleep", "3600"],
+                               "resources": {"limits": {"memory": "32Mi", "cpu": "100m"}}}]}
+    manifests = [pod(f"p{i}") for i in range(15)] + [
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"l{i}"}, "spec": limited} for i in range(15)]
+    c = make_cluster({"nodes": 3, "manifests": manifests}, up=False)
+    before = _snapshot(c.name)
     proc = subprocess.Popen(NETSIM + ["up", "-f", c.lab_path], env=c.env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ledger = os.path.join(c.state_dir, c.name, "ledger.jsonl")
     deadline = time.time() + 30
-    while time.time() < deadline and not (os.path.exists(ledger) and "pod" in open(ledger).read()):
+    # Killed once pods are being made and the first container cgroups exist.
+    while time.time() < deadline and not (os.path.exists(ledger) and '"cgroup"' in open(ledger).read()):
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    # The node agents outlive the CLI; kill them too, as a crash of the whole machine would.
+    # The control plane and the kubelets outlive the CLI; kill them too, as a crash of the
+    # whole machine would.
     for line in open(ledger):
-        if '"process"' in line and "node-agent" in line:
+        if '"process"' in line:
             pid = int(line.split('"pid": ')[1].split(",")[0])
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
     c.down()
-    assert host_snapshot() == before
+    assert _snapshot(c.name) == before
     assert not os.path.exists(os.path.join(c.state_dir, c.name))

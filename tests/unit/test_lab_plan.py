@@ -35,16 +35,32 @@ def test_plan_matches_golden(name):
         assert got == json.load(f)
 
 
-def test_default_lab_spreads_unpinned_pods_and_routes_host_gw():
+def test_default_lab_routes_host_gw_and_leaves_placement_to_the_scheduler():
     p = _plan_of(LABS["default"])
     assert [n["podCIDR"] for n in p["nodes"]] == ["10.244.0.0/24", "10.244.1.0/24"]
-    counts = {}
-    for pod in p["pods"]:
-        counts[pod["node"]] = counts.get(pod["node"], 0) + 1
-    assert max(counts.values()) - min(counts.values()) <= 1
     n1, n2 = p["nodes"]
     assert n1["routes"] == [{"dst": n2["podCIDR"], "via": n2["ip"]}]
     assert n2["routes"] == [{"dst": n1["podCIDR"], "via": n1["ip"]}]
+    assert "pods" not in p
+
+
+def test_namespaces_are_applied_first_then_the_rest_in_lab_order():
+    lb = lab.from_dict({"manifests": [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "shop"}},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}},
+    ]}, source="lab.yaml")
+    order = plan.plan(lb, "/s")["manifests"]
+    assert [(m["kind"], m["index"]) for m in order] == [("Namespace", 2), ("Deployment", 0), ("Service", 1)]
+
+
+def test_control_plane_options_come_from_the_lab():
+    lb = lab.from_dict({"name": "cp", "serviceCIDR": "10.100.0.0/16", "loadBalancerPool": "172.18.200.0/24"})
+    cp = plan.plan(lb, "/s/cp")["controlPlane"]
+    assert cp["serviceCIDR"] == "10.100.0.0/16"
+    assert cp["loadBalancerPool"] == ["172.18.200.0/24"]
+    assert cp["store"] == "sqlite:///s/cp/state.db"
+    assert cp["podNetnsPrefix"] == "cp"
 
 
 def test_link_names_fit_the_kernel_limit_and_stay_unique():
@@ -85,8 +101,12 @@ BAD = [
     ({"nodes": 3, "clusterCIDR": "10.0.0.0/23"}, "clusterCIDR: 10.0.0.0/23 holds 2 node /24s but the lab has 3 nodes"),
     ({"cni": "flannel"}, "cni: expected one of netsim, reference, got 'flannel'"),
     ({"workers": 2}, "workers: unknown field; expected one of"),
-    ({"manifests": [{"kind": "Service", "apiVersion": "v1", "metadata": {"name": "s"}}]},
-     "manifests[0].kind: Service is not supported yet"),
+    ({"manifests": [{"kind": "Service", "metadata": {"name": "s"}}]},
+     "manifests[0].apiVersion: required: the API version of Service (e.g. v1, apps/v1), got None"),
+    ({"manifests": [{"kind": "Deployment", "apiVersion": "apps/v1", "metadata": {}}]},
+     "manifests[0].metadata.name: required: the object's name"),
+    ({"manifests": [{"kind": "Pod", "apiVersion": "apps/v1", "metadata": {"name": "p"}}]},
+     "manifests[0].apiVersion: expected v1 for Pod, got 'apps/v1'"),
     ({"manifests": [{"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p"}, "spec": {"containers": []}}]},
      "manifests[0].spec.containers: required: at least one container"),
     ({"manifests": [{"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p"},
@@ -122,10 +142,12 @@ PLAN_ERRORS = [
     ({"manifests": [{"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p"},
                      "spec": {"containers": [{"name": "c", "image": "x"}]}}] * 2},
      "manifests[1].metadata.name: pod default/p is defined twice"),
+    ({"manifests": [{"kind": "Service", "apiVersion": "v1", "metadata": {"name": "s", "namespace": "shop"}}]},
+     "manifests[0].metadata.namespace: namespace 'shop' does not exist; add a Namespace manifest named 'shop'"),
 ]
 
 
-@pytest.mark.parametrize("doc,message", PLAN_ERRORS, ids=["namespace", "nodeName", "duplicate"])
+@pytest.mark.parametrize("doc,message", PLAN_ERRORS, ids=["namespace", "nodeName", "duplicate", "service-namespace"])
 def test_plan_errors_name_the_manifest_field(doc, message):
     with pytest.raises(lab.LabError) as e:
         plan.plan(lab.from_dict(doc, source="lab.yaml"), "/s")
