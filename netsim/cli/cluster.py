@@ -163,7 +163,7 @@ async def _converge(st, plan, procs, ui, items, expected):
             with ui.progress("Apply", total=len(items)) as advance:
                 await kube.apply_all(client, items, advance)
         pods = (await client.list(kube.PODS)).get("items") or []
-        expected = max(expected, len(pods))
+        expected = max(expected, sum(1 for p in pods if not p["metadata"].get("deletionTimestamp")))
         with ui.progress("Pods", total=expected) as advance:
             await kube.wait_for_pods(client, expected, WAIT_BASE_S + WAIT_PER_POD_S * expected, advance, check)
 
