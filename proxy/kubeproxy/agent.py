@@ -8,9 +8,9 @@ marks the state dirty and queues a health update. The loop waits for a change, a
 periodic sync (`sync_period`), never starts two syncs closer than `min_sync_period` (changes that
 arrive meanwhile are coalesced into the next one), renders against the previous rendering (so
 only changed Service ports are rebuilt and only changed chains written) and syncs. The periodic
-sync first checks the canary chain: if something flushed the tables it syncs fully; otherwise it
-is the usual cheap partial sync, the Syncer itself rewriting everything once an hour
-(upstream's FullSyncPeriod). Nothing is synced before the caches are complete.
+sync is the usual cheap partial sync; every `sync_period` a sync also checks the canary chain
+first and syncs fully if something flushed the tables, and the Syncer rewrites everything once
+an hour (upstream's FullSyncPeriod). Nothing is synced before the caches are complete.
 
 Rendering and syncing run in a worker thread (iptables-restore takes tens of ms at 1k Services,
 a second at 10k) so watches and HTTP keep being served. A failed sync is counted, logged and
@@ -98,6 +98,7 @@ class Agent:
         self._errors = frozenset()
         self._last_start = None
         self._next_periodic = clock() + config.sync_period
+        self._next_canary_check = self._next_periodic
         self._retry_at = None
         self._retry_delay = RETRY_INITIAL
 
@@ -185,15 +186,19 @@ class Agent:
         """One render and sync of the state as it is now; failures are logged and retried later."""
         self._dirty.clear()
         start = self._last_start = self.clock()
-        periodic = start >= self._next_periodic
         self._next_periodic = start + self.config.sync_period
+        # On its own schedule, as upstream's canary monitor: changes every few seconds must not
+        # keep postponing it.
+        check_canary = start >= self._next_canary_check
+        if check_canary:
+            self._next_canary_check = start + self.config.sync_period
         self._retry_at = None
         services, slices = list(self.services.values()), list(self.slices.values())
         triggers, self._triggers = self._triggers, {}
         node = Node(self.config.node_name, self.node_ip)
         try:
             full = False
-            if periodic and self.syncer.applied is not None:
+            if check_canary and self.syncer.applied is not None:
                 full = not await asyncio.to_thread(self.syncer.canary_present)
                 if full:
                     log.warning("the canary chain is gone (something flushed the tables): syncing fully")

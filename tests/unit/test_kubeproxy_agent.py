@@ -319,3 +319,12 @@ def test_changes_during_the_min_sync_period_are_coalesced_into_one_sync():
     assert waited >= 0.25
     last, _ = agent.syncer.calls[-1]
     assert any("10.244.1.11:8080" in r for rules in last.tables["nat"].values() for r in rules)
+
+
+def test_frequent_changes_do_not_postpone_the_canary_check():
+    agent, clock, _ = make_agent(sync_period=30.0)
+    agent.service_changed(service())
+    for _ in range(10):  # a change every 10 s: never 30 s without a sync
+        asyncio.run(agent.sync_once())
+        clock.t += 10
+    assert agent.syncer.canary_checks == 3
