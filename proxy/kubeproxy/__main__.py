@@ -8,8 +8,9 @@
 The process stays in the namespace it is started in (it must reach the API server from there)
 and programs the node's namespace, `--netns` (default: its own). SIGTERM or SIGINT stop it and
 leave the rules in place, as upstream does; `--cleanup` removes every rule kube-proxy wrote and
-exits. `--min-sync-period` defaults to 0s (upstream: 1s): a partial sync costs a few ms here,
-and changes that arrive during a sync are coalesced into the next one anyway.
+exits. `--min-sync-period` defaults to 0s (upstream: 1s): a one-Service sync takes ~40 ms at 1k
+Services here, and changes that arrive during a sync are coalesced into the next one anyway.
+Every bind address serves every route (/metrics, /healthz, /livez, /proxyMode).
 """
 
 import argparse
