@@ -10,7 +10,9 @@ Kinds: `netns` (a named network namespace), `uts` (a UTS namespace bound at a pa
 a reader can see what was made; links a CNI plugin makes are recorded from its result, after
 the fact), `process` (pid plus its start time, so a reused pid is never signalled; an optional
 `wave` orders the stops: a lower wave is stopped, and waited for, before a higher one, so that
-the kubelets are gone before the control plane and neither recreates what teardown removes),
+the kubelets are gone before the control plane and neither recreates what teardown removes;
+`stop: kill` says SIGKILL at once, for processes whose state lives in the ledger and the store,
+where a graceful stop would only cost time),
 `cgroup` (a cgroup directory, removed once the processes are gone, children first), `dir` (a
 directory made outside the cluster's state directory, removed with what it holds).
 """
@@ -82,17 +84,22 @@ def alive_as_recorded(entry):
 
 
 def _signal_and_wait(pids, grace):
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while pids and time.monotonic() < deadline:
-        pids = [p for p in pids if _exists(p)]
-        if pids:
-            time.sleep(0.02)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    """SIGTERM PIDS and wait up to GRACE for them to exit, then SIGKILL (GRACE 0: SIGKILL at
+    once); returns once they are gone (a SIGKILLed process may take a moment to exit)."""
+    pending = list(pids)
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, KILL_WAIT_S)) if grace else \
+            ((signal.SIGKILL, KILL_WAIT_S),):
+        for pid in pending:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while pending and time.monotonic() < deadline:
+            pending = [p for p in pending if _exists(p)]
+            if pending:
+                time.sleep(0.01)
+
+
+KILL_WAIT_S = 2.0
 
 
 def _exists(pid):
@@ -109,19 +116,18 @@ def _exists(pid):
     return True
 
 
-def stop_processes(entries, grace=2.0, roles=None):
-    """SIGTERM (then SIGKILL after GRACE) the recorded processes still alive as recorded, wave
-    by wave; only those whose role starts with one of ROLES when given. Returns how many."""
+def stop_processes(entries, grace=2.0):
+    """Stop the recorded processes still alive as recorded, wave by wave: SIGTERM, then SIGKILL
+    after GRACE; those recorded with stop="kill" get SIGKILL at once. Returns how many."""
     live = {}
     for e in entries:
-        if e["kind"] != "process" or e["pid"] == os.getpid():
-            continue
-        if roles is not None and not str(e.get("role", "")).startswith(tuple(roles)):
-            continue
-        if alive_as_recorded(e):
-            live[e["pid"]] = e.get("wave", LAST_WAVE)
-    for wave in sorted(set(live.values())):
-        _signal_and_wait(sorted(p for p, w in live.items() if w == wave), grace)
+        if e["kind"] == "process" and e["pid"] != os.getpid() and alive_as_recorded(e):
+            live[e["pid"]] = (e.get("wave", LAST_WAVE), e.get("stop") == "kill")
+    for wave in sorted({w for w, _ in live.values()}):
+        for kill in (True, False):
+            pids = sorted(p for p, (w, k) in live.items() if w == wave and k == kill)
+            if pids:
+                _signal_and_wait(pids, 0 if kill else grace)
     return len(live)
 
 
@@ -144,6 +150,27 @@ def _remove_cgroup(path):
             time.sleep(0.02)
 
 
+def _processes_in_any(paths):
+    """PIDs whose network namespace is one of those bound at PATHS, by (device, inode), as
+    netns.processes_in finds them for one; one scan of /proc for all (a cluster has a namespace
+    per pod, and a scan per namespace would cost O(pods x processes))."""
+    want = set()
+    for path in paths:
+        with contextlib.suppress(OSError, ValueError):
+            st = os.stat(path)
+            want.add((st.st_dev, st.st_ino))
+    if not want:
+        return []
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                st = os.stat(f"/proc/{entry}/ns/net")
+                if (st.st_dev, st.st_ino) in want:
+                    pids.append(int(entry))
+    return pids
+
+
 def teardown(ledger, grace=2.0, on_progress=None):
     """Remove everything LEDGER holds, newest first. Returns a count per kind removed."""
     entries = ledger.entries()
@@ -160,13 +187,9 @@ def teardown(ledger, grace=2.0, on_progress=None):
         count("process")
     me = os.getpid()
 
-    namespaces = [e for e in reversed(entries) if e["kind"] == "netns"]
     # Then whatever still runs inside our own namespaces, found by namespace identity.
-    leftovers = []
-    for e in namespaces:
-        with contextlib.suppress(ValueError):
-            leftovers += netns.processes_in(netns.netns_path(e["name"]))
-    _signal_and_wait([p for p in set(leftovers) if p != me], 0.5)
+    leftovers = _processes_in_any(netns.netns_path(e["name"]) for e in entries if e["kind"] == "netns")
+    _signal_and_wait([p for p in leftovers if p != me], 0.5)
 
     for e in reversed(entries):
         if e["kind"] == "netns":

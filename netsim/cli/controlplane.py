@@ -87,7 +87,8 @@ def spawn(st, ledger, role, args):
     with open(path, "ab") as log:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, close_fds=True)
-    ledger.record_process(proc.pid, role=role, wave=WAVES[role.split()[0]], argv=args, log=path)
+    # SIGKILL on teardown: their state is in the store, the ledger and the kubelets' records.
+    ledger.record_process(proc.pid, role=role, wave=WAVES[role.split()[0]], argv=args, log=path, stop="kill")
     return proc
 
 

@@ -226,6 +226,7 @@ async def wait_for_pods(client, expected, deadline_s, advance=None, check=None, 
     deadline = loop.time() + deadline_s
     reported = 0
     async with informer:
+        await informer.wait_for_sync(deadline_s)
         while True:
             if informer.has_synced():
                 pods = [p for p in informer.indexer.list() if not p["metadata"].get("deletionTimestamp")]

@@ -79,6 +79,15 @@ def test_external_client_routes_the_pool_to_every_node():
     assert ext["ip"] not in node_ips + [p["fabric"]["ip"]]
 
 
+def test_node_sockets_move_to_a_short_directory_when_the_state_dir_is_deep():
+    short = plan.plan(lab.from_dict({"name": "s"}), "/var/lib/netsim/s")["nodes"][0]
+    assert short["kubeletSocket"] == "/var/lib/netsim/s/nodes/node-1/kubelet.sock"
+    deep_root = "/tmp/" + "d" * 90 + "/s"
+    deep = plan.plan(lab.from_dict({"name": "s"}), deep_root)["nodes"][0]
+    assert deep["kubeletSocket"].startswith("/run/netsim/") and len(deep["kubeletSocket"]) <= 107
+    assert deep["cniAgentSocket"].endswith("/node-1/cni.sock")
+
+
 def test_two_clusters_share_no_namespace_name():
     a = plan.plan(lab.from_dict({"name": "a", "nodes": ["b-c"]}), "/s/a")
     b = plan.plan(lab.from_dict({"name": "a-b", "nodes": ["c"]}), "/s/a-b")
