@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Time to bring up and tear down N pods on M nodes through `netsim up`/`netsim down`.
 
-Prints one JSON document. Each pod runs agnhost netexec (a built-in held by the node's
-resident server) and `up` returns only once every pod has its IP and its server listens.
+Prints one JSON document. Each pod runs agnhost netexec (a built-in held by its node's
+kubelet) and `up` returns only once every pod, created through the API server, placed by the
+scheduler and started by its kubelet, is Running and ready with its IP.
 Runs each size in a throwaway state directory and removes everything it made.
 
     bench/bringup.py                    # 200 pods on 4 nodes, 3 runs
