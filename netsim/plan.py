@@ -131,8 +131,11 @@ def plan(lab, state_root):
             "cniAgentSocket": f"{socket_dir(state_root, name)}/cni.sock",
         })
     for node in nodes:
-        # host-gw, as kindnet does: every other node's pod CIDR via that node's IP.
-        node["routes"] = [{"dst": o["podCIDR"], "via": o["ip"]} for o in nodes if o is not node]
+        # host-gw, as kindnet does: every other node's pod CIDR via that node's IP; and a default
+        # route to the fabric, as kind's nodes have one to Docker's bridge: a node's own traffic
+        # to a ClusterIP needs a route before kube-proxy's DNAT rewrites it.
+        node["routes"] = ([{"dst": o["podCIDR"], "via": o["ip"]} for o in nodes if o is not node]
+                          + [{"dst": "0.0.0.0/0", "via": str(fabric_ip)}])
         node["neighbours"] = [{"ip": o["ip"], "mac": o["mac"]} for o in nodes if o is not node]
 
     # "The outside world": a client on the node network, as a machine next to kind's nodes

@@ -15,8 +15,9 @@ from cluster.controllers.objects import creation_key, name_of, namespace_of
 
 
 def parse_pool(entries: list[str]) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """Pool entries, each a CIDR (`172.18.255.0/28`), a range (`172.18.255.10-172.18.255.20`) or
-    one address, as the addresses they hold in order; ValueError names the bad entry."""
+    """Pool entries, each a CIDR (`172.18.255.0/28`, without its network and broadcast
+    addresses), a range (`172.18.255.10-172.18.255.20`) or one address, as the addresses they
+    hold in order; ValueError names the bad entry."""
     addresses: list = []
     for entry in entries:
         text = entry.strip()
@@ -27,7 +28,10 @@ def parse_pool(entries: list[str]) -> list[ipaddress.IPv4Address | ipaddress.IPv
                     raise ValueError
                 addresses += [ipaddress.ip_address(i) for i in range(int(first), int(last) + 1)]
             elif "/" in text:
-                addresses += list(ipaddress.ip_network(text, strict=False))
+                # A CIDR's network and broadcast addresses are not handed out (MetalLB's
+                # avoidBuggyIPs; clients on the segment treat them specially); /31 and /32 have none.
+                net = ipaddress.ip_network(text, strict=False)
+                addresses += list(net.hosts()) if net.num_addresses > 2 else list(net)
             else:
                 addresses.append(ipaddress.ip_address(text))
         except ValueError:

@@ -1,8 +1,9 @@
-"""The processes of a cluster: API server, controller manager, scheduler and one kubelet per node.
+"""The processes of a cluster: API server, controller manager, scheduler, and one kubelet and
+one kube-proxy per node.
 
 Each is started from the plan with its upstream-style flags, in its own session, its output in
 `<state>/logs/<role>.log`, and recorded in the cluster's ledger at spawn with its argv and a
-stop wave (kubelets 0, controllers 1, API server 2), so that `netsim down` stops the kubelets
+stop wave (kubelets and kube-proxies 0, controllers 1, API server 2), so that `netsim down` stops the kubelets
 before anything could be recreated, also after the CLI was killed, and so that `netsim up` on
 a cluster that is already there restarts exactly the processes that are missing, with the
 same flags. The API server keeps its port across restarts (the kubeconfig every other process
@@ -25,7 +26,8 @@ APISERVER = "apiserver"
 CONTROLLER_MANAGER = "controller-manager"
 SCHEDULER = "scheduler"
 KUBELET = "kubelet"
-WAVES = {KUBELET: 0, CONTROLLER_MANAGER: 1, SCHEDULER: 1, APISERVER: 2}
+KUBE_PROXY = "kube-proxy"
+WAVES = {KUBELET: 0, KUBE_PROXY: 0, CONTROLLER_MANAGER: 1, SCHEDULER: 1, APISERVER: 2}
 APISERVER_START_S = 30.0
 # The kubelet's defaults are upstream's (10 s lease, 10 s crash-loop backoff); these are the
 # same for every node of a netsim cluster.
@@ -36,13 +38,18 @@ def kubelet_role(node):
     return f"{KUBELET} {node}"
 
 
+def kube_proxy_role(node):
+    return f"{KUBE_PROXY} {node}"
+
+
 def log_path(st, role):
     return st.path("logs", role.replace(" ", "-") + ".log")
 
 
 def roles(plan):
     """Every process the cluster runs, in start order."""
-    return [APISERVER, CONTROLLER_MANAGER, SCHEDULER] + [kubelet_role(n["name"]) for n in plan["nodes"]]
+    return ([APISERVER, CONTROLLER_MANAGER, SCHEDULER] + [kubelet_role(n["name"]) for n in plan["nodes"]]
+            + [kube_proxy_role(n["name"]) for n in plan["nodes"]])
 
 
 def argv(st, plan, role, port=0):
@@ -57,6 +64,12 @@ def argv(st, plan, role, port=0):
                 "--lb-pool", ",".join(cp["loadBalancerPool"])]
     if role == SCHEDULER:
         return [py, "-m", "cluster.scheduler", "--kubeconfig", cp["kubeconfig"]]
+    if role.split()[0] == KUBE_PROXY:
+        node = next(n for n in plan["nodes"] if kube_proxy_role(n["name"]) == role)
+        metrics = os.path.join(os.path.dirname(node["kubeletSocket"]), "kube-proxy.sock")
+        return [py, "-m", "proxy.kubeproxy", "--kubeconfig", cp["kubeconfig"], "--hostname-override", node["name"],
+                "--netns", node["netns"], "--cluster-cidr", plan["clusterCIDR"],
+                "--metrics-bind-address", f"unix:{metrics}"]
     node = next(n for n in plan["nodes"] if kubelet_role(n["name"]) == role)
     args = [py, "-m", "cluster.kubelet", "--kubeconfig", cp["kubeconfig"], "--hostname-override", node["name"],
             "--root-dir", node["kubeletDir"], "--netns", node["netns"],

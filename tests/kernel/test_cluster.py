@@ -37,7 +37,7 @@ def two_nodes(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("cluster")
     name = f"t{secrets.token_hex(3)}"
-    lab = {"name": name, "nodes": 2, "manifests": [
+    lab = {"name": name, "nodes": 2, "loadBalancerPool": "172.18.200.0/29", "manifests": [
         pod("a", node="node-1"), pod("b", node="node-1"), pod("c", node="node-2"),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}},
         pod("hostnames", namespace="other", args=("serve-hostname", "--udp", "--http=false", "--port", "9376")),
@@ -319,6 +319,28 @@ def test_kubectl_deployment_runs_ready_pods_on_every_node_behind_an_endpointslic
     assert two_nodes.probe("default/a", ref, "--port", "8080").returncode == 0
     table = two_nodes.run("get", "--name", two_nodes.name, "deploy", "-n", "web").stdout.splitlines()
     assert table[1].split()[:2] == ["web", "4/4"]
+
+
+def test_services_carry_traffic_through_kube_proxy_from_pods_nodes_and_outside(two_nodes, kubectl, web):
+    """ClusterIP from a pod and from a node, NodePort and LoadBalancer from the external client:
+    every answer comes from one of the Service's pods, through each node's kube-proxy rules."""
+    names = {p["metadata"]["name"] for p in _ready_pods(kubectl, web, 4)}
+    kubectl("patch", "service/web", "-n", web, "-p", '{"spec": {"type": "LoadBalancer"}}')
+
+    def svc():
+        return json.loads(kubectl("get", "service/web", "-n", web, "-o", "json").stdout)
+
+    assert _until("a LoadBalancer IP", lambda: svc()["status"].get("loadBalancer", {}).get("ingress"))
+    s = svc()
+    cluster_ip, node_port = s["spec"]["clusterIP"], s["spec"]["ports"][0]["nodePort"]
+    lb_ip = s["status"]["loadBalancer"]["ingress"][0]["ip"]
+    node_ip = two_nodes.status()["nodes"][1]["ip"]
+    for who, url in (("default/a", f"http://{cluster_ip}/hostname"), ("node-1", f"http://{cluster_ip}/hostname"),
+                     ("external", f"http://{node_ip}:{node_port}/hostname"), ("external", f"http://{lb_ip}/hostname")):
+        assert _until(f"{who} reaches {url}", lambda: two_nodes.exec(
+            who, "curl", "-s", "--max-time", "2", url, check=False).stdout.strip() in names), url
+    # The rules are where a user looks for them, in the backend kube-proxy writes.
+    assert "KUBE-SVC-" in two_nodes.run("iptables", "--name", two_nodes.name, "node-1", "-t", "nat").stdout
 
 
 def test_scaling_up_and_down_adds_and_removes_pods_and_their_namespaces(two_nodes, kubectl, web):

@@ -39,8 +39,9 @@ def test_default_lab_routes_host_gw_and_leaves_placement_to_the_scheduler():
     p = _plan_of(LABS["default"])
     assert [n["podCIDR"] for n in p["nodes"]] == ["10.244.0.0/24", "10.244.1.0/24"]
     n1, n2 = p["nodes"]
-    assert n1["routes"] == [{"dst": n2["podCIDR"], "via": n2["ip"]}]
-    assert n2["routes"] == [{"dst": n1["podCIDR"], "via": n1["ip"]}]
+    default = {"dst": "0.0.0.0/0", "via": p["fabric"]["ip"]}
+    assert n1["routes"] == [{"dst": n2["podCIDR"], "via": n2["ip"]}, default]
+    assert n2["routes"] == [{"dst": n1["podCIDR"], "via": n1["ip"]}, default]
     assert "pods" not in p
 
 
