@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import ipaddress
 import json
+import time
 
 from cni import spec
 from cni.conformance import schema
@@ -92,10 +93,20 @@ def _error_case(run, expected_codes, *, conf=None, stdin=None, must_name=None, *
     return inv, doc
 
 
+# The kernel destroys a namespace whose last reference is gone later, on a work queue, and its
+# veth peers with it: links still there right after a DEL get this long to go.
+LINK_SETTLE_S = 1.0
+
+
 def _released(run, before, after):
     """(still there now, all) of the resources an ADD created: AFTER - BEFORE."""
     mine = after - before
-    return mine & run.lab.snapshot(), mine
+    left = mine & run.lab.snapshot()
+    deadline = time.monotonic() + LINK_SETTLE_S
+    while left.links and time.monotonic() < deadline:
+        time.sleep(0.02)
+        left = mine & run.lab.snapshot()
+    return left, mine
 
 
 def _interfaces(result):

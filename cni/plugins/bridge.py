@@ -469,6 +469,32 @@ def _delete_container_link(args):
         return []
 
 
+def _delete_host_veth(n, prev):
+    """The container is gone: its veth's host end goes with it, but the kernel destroys a dead
+    namespace later, on a work queue. Delete the host end named in prevResult now, if it is
+    still a veth on our bridge, so DEL leaves nothing behind when it returns."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    hosts = [i.get("name") for i in (prev or {}).get("interfaces", []) if i.get("name") and not i.get("sandbox")]
+    if not hosts:
+        return
+    ipr = _iproute()
+    try:
+        bridge = _get_link(ipr, n.bridge)
+        for name in hosts:
+            link = _get_link(ipr, name)
+            if (link is None or bridge is None or _link_kind(link) != "veth"
+                    or link.get_attr("IFLA_MASTER") != bridge["index"]):
+                continue
+            try:
+                ipr.link("del", index=link["index"])
+            except NetlinkError as e:
+                if _netlink_code(e) not in (ENODEV, ENOENT):
+                    raise
+    finally:
+        ipr.close()
+
+
 def _forget_neighbours(n, addresses):
     """Drop the host-side permanent entries of these pod addresses; absent ones are fine."""
     from pyroute2.netlink.exceptions import NetlinkError
@@ -493,6 +519,8 @@ def cmd_del(args):
     n = NetConf(args.conf)
     released = _ipam_del(n, args) if n.ipam else []
     addresses = _delete_container_link(args)
+    if not addresses:
+        _delete_host_veth(n, args.prev_result)
     _forget_neighbours(n, set(released) | set(addresses))
     if n.ip_masq:
         known = set(released) | set(addresses)

@@ -79,12 +79,16 @@ def test_check_passes_then_fails_after_tampering(cni_node):
 def test_del_is_idempotent_and_cleans_up_after_the_netns_is_gone(cni_node):
     pod_a, pod_b = cni_node.pod(), cni_node.pod()
     add(cni_node, "ctr-a", pod_a)
-    add(cni_node, "ctr-b", pod_b)
+    b = add(cni_node, "ctr-b", pod_b)
     assert cni_node.call("DEL", "ctr-a", pod_a) == (0, None)
     assert cni_node.call("DEL", "ctr-a", pod_a) == (0, None)
     assert "eth0" not in cni_node.run("ip", "-o", "link", where=pod_a)
+    b_host = next(i["name"] for i in b["interfaces"] if i["name"].startswith("veth"))
     netns.delete(os.path.basename(pod_b))  # the runtime lost the pod before DEL (plugins#810)
-    assert cni_node.call("DEL", "ctr-b", pod_b) == (0, None)
+    conf = dict(cni_node.conf(), prevResult=b)
+    assert cni_node.call("DEL", "ctr-b", pod_b, conf=conf) == (0, None)
+    # Gone when DEL returns, not once the kernel gets round to destroying the dead namespace.
+    assert b_host not in cni_node.run("ip", "-o", "link")
     assert cni_node.nat_rules() == []
     assert cni_node.ipam_files() == []
     assert "PERMANENT" not in cni_node.run("ip", "neigh", "show", "dev", "cni0")

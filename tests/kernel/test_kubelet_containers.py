@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 from tests.kernel.kubelet_fixtures import kubelet_api, node  # noqa: F401
 
 CGROUP = "/sys/fs/cgroup"
@@ -39,6 +41,10 @@ def test_failing_liveness_probe_restarts_the_container(node, tmp_path):
     node.gone(name)
 
 
+# cgroup v1 hierarchies, as this kind of machine mounts them; a v2-only host (Debian 12 with
+# systemd) is not covered by this test yet.
+@pytest.mark.skipif(not os.path.isdir(os.path.join(CGROUP, "memory")),
+                    reason="needs the cgroup v1 cpu and memory hierarchies mounted at /sys/fs/cgroup")
 def test_limits_become_the_container_cgroup(node):
     name = node.create({"containers": [sh("app", "exec sleep 300",
                                           resources={"limits": {"cpu": "100m", "memory": "32Mi"}})]})
