@@ -10,17 +10,9 @@ from datetime import datetime, timezone
 
 from cluster.api.resources import Resource
 from cluster.api.selectors import selector_string
+from cluster.api.times import parse_time
 
 NONE = "<none>"
-
-
-def parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def human_duration(seconds: float) -> str:

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import sys
 
-from cluster.client import Client, KubeconfigError
+from cluster.client.component import run_component
 from cluster.controllers.lbpool import parse_pool
 
 from .context import Options
@@ -42,23 +40,7 @@ def main(argv=None) -> int:
         return 2
     options = Options(lb_pool=pool, node_monitor_grace=args.node_monitor_grace_period)
 
-    async def run() -> None:
-        try:
-            client = Client.from_kubeconfig(args.kubeconfig)
-        except (KubeconfigError, OSError) as e:
-            raise SystemExit(f"error: --kubeconfig {args.kubeconfig}: {e}")
-        async with client:
-            task = asyncio.create_task(ControllerManager(client, options, names).run())
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, task.cancel)
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-
-    asyncio.run(run())
-    return 0
+    return run_component(args.kubeconfig, lambda client: ControllerManager(client, options, names))
 
 
 if __name__ == "__main__":

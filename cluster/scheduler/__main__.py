@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import sys
 
-from cluster.client import Client, KubeconfigError
+from cluster.client.component import run_component
 from cluster.scheduler.framework import SCHEDULER_NAME
 from cluster.scheduler.runner import Scheduler
 
@@ -23,23 +21,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
-    async def run() -> None:
-        try:
-            client = Client.from_kubeconfig(args.kubeconfig)
-        except (KubeconfigError, OSError) as e:
-            raise SystemExit(f"error: --kubeconfig {args.kubeconfig}: {e}")
-        async with client:
-            task = asyncio.create_task(Scheduler(client, args.scheduler_name).run())
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, task.cancel)
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-
-    asyncio.run(run())
-    return 0
+    return run_component(args.kubeconfig, lambda client: Scheduler(client, args.scheduler_name))
 
 
 if __name__ == "__main__":
