@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from cluster.api.errors import APIError
 from cluster.api.resources import by_name
-from cluster.client import Controller, meta_namespace_key, split_key
+from cluster.client import Controller, split_key
 from cluster.controllers import endpoints as epctl
 
 from .context import SERVICES, Context, ignore_not_found
-from .endpointslice import STALE_RETRY_SECONDS, TriggerTimes, services_selecting
+from .endpointslice import STALE_RETRY_SECONDS, TriggerTimes
 
 ENDPOINTS = by_name("endpoints")
 
@@ -18,17 +18,6 @@ def new(ctx: Context) -> Controller:
     client = ctx.client
     services, pods, endpoints = ctx.informer(SERVICES), ctx.pods(), ctx.informer(ENDPOINTS)
     triggers = TriggerTimes(ctx)
-
-    def pod_changed(pod: dict) -> list[str]:
-        keys = services_selecting(services, pod)
-        for key in keys:
-            triggers.changed(key)
-        return keys
-
-    def service_changed(svc: dict) -> list[str]:
-        key = meta_namespace_key(svc)
-        triggers.changed(key)
-        return [key]
 
     async def reconcile(key: str):
         ns, name = split_key(key)
@@ -56,7 +45,7 @@ def new(ctx: Context) -> Controller:
         return None
 
     controller = Controller("endpoints", reconcile, workers=ctx.options.workers)
-    controller.watch(services, service_changed)
-    controller.watch(pods, pod_changed)
+    controller.watch(services, triggers.service_keys)
+    controller.watch(pods, lambda pod: triggers.pod_keys(services, pod))
     controller.watch(endpoints)
     return controller

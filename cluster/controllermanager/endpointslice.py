@@ -39,6 +39,19 @@ class TriggerTimes:
         t = self._pending.pop(key, None)
         return format_time(t) if t else None
 
+    def pod_keys(self, services, pod: dict) -> list[str]:
+        """keys_of for pods: the Services selecting POD, each marked changed now."""
+        keys = services_selecting(services, pod)
+        for key in keys:
+            self.changed(key)
+        return keys
+
+    def service_keys(self, svc: dict) -> list[str]:
+        """keys_of for Services: the Service itself, marked changed now."""
+        key = meta_namespace_key(svc)
+        self.changed(key)
+        return [key]
+
 
 class SliceTracker:
     """Slices written (name -> resourceVersion) or deleted (name -> None) per Service, until
@@ -81,17 +94,6 @@ def new(ctx: Context) -> Controller:
         service = labels_of(s).get(esctl.LABEL_SERVICE_NAME)
         return [f"{namespace_of(s)}/{service}"] if service else []
 
-    def pod_changed(pod: dict) -> list[str]:
-        keys = services_selecting(services, pod)
-        for key in keys:
-            triggers.changed(key)
-        return keys
-
-    def service_changed(svc: dict) -> list[str]:
-        key = meta_namespace_key(svc)
-        triggers.changed(key)
-        return [key]
-
     async def reconcile(key: str):
         svc = services.indexer.get_by_key(key)
         if svc is None:
@@ -119,7 +121,7 @@ def new(ctx: Context) -> Controller:
         return None
 
     controller = Controller("endpointslice", reconcile, workers=ctx.options.workers)
-    controller.watch(services, service_changed)
-    controller.watch(pods, pod_changed)
+    controller.watch(services, triggers.service_keys)
+    controller.watch(pods, lambda pod: triggers.pod_keys(services, pod))
     controller.watch(slices, service_of_slice)
     return controller
