@@ -7,6 +7,8 @@ the same bridge and routes LoadBalancer IPs to the nodes. Nothing here touches t
 namespace. Pods are made by `sandbox.py`, on the node agents.
 """
 
+import contextlib
+
 from . import links, netns
 
 
@@ -28,19 +30,27 @@ class Realizer:
             links.add_bridge(ipr, fab["bridge"], mac=fab["mac"])
             links.add_address(ipr, fab["bridge"], fab["ip"], fab["prefixlen"])
 
-    def build_node(self, node):
+    @contextlib.contextmanager
+    def _on_node_network(self, entry, role):
+        """A namespace for ENTRY (a node or the external client) whose `eth0` is a veth into
+        the fabric bridge, up with its address; yields a netlink socket inside it."""
         fab = self.plan["fabric"]
-        self._namespace(node["netns"], "node")
-        self.ledger.record("link", netns=fab["netns"], name=node["fabricLink"], type="veth",
-                           peer={"netns": node["netns"], "name": "eth0"})
+        self._namespace(entry["netns"], role)
+        self.ledger.record("link", netns=fab["netns"], name=entry["fabricLink"], type="veth",
+                           peer={"netns": entry["netns"], "name": "eth0"})
         with links.socket_in(fab["netns"]) as ipr:
-            links.add_veth_into(ipr, node["fabricLink"], "eth0", node["netns"],
-                                master=fab["bridge"], peer_mac=node["mac"])
-            links.add_permanent_neighbour(ipr, fab["bridge"], node["ip"], node["mac"])
-        with links.socket_in(node["netns"]) as ipr:
+            links.add_veth_into(ipr, entry["fabricLink"], "eth0", entry["netns"],
+                                master=fab["bridge"], peer_mac=entry["mac"])
+            links.add_permanent_neighbour(ipr, fab["bridge"], entry["ip"], entry["mac"])
+        with links.socket_in(entry["netns"]) as ipr:
             links.set_up(ipr, "lo")
             links.set_up(ipr, "eth0")
-            links.add_address(ipr, "eth0", node["ip"], fab["prefixlen"])
+            links.add_address(ipr, "eth0", entry["ip"], fab["prefixlen"])
+            yield ipr
+
+    def build_node(self, node):
+        fab = self.plan["fabric"]
+        with self._on_node_network(node, "node") as ipr:
             links.add_permanent_neighbour(ipr, "eth0", fab["ip"], fab["mac"])
             for n in node["neighbours"]:
                 links.add_permanent_neighbour(ipr, "eth0", n["ip"], n["mac"])
@@ -50,18 +60,8 @@ class Realizer:
 
     def build_external(self):
         """The external client: on the node network, LoadBalancer IPs routed to the nodes."""
-        fab, ext = self.plan["fabric"], self.plan["external"]
-        self._namespace(ext["netns"], "external")
-        self.ledger.record("link", netns=fab["netns"], name=ext["fabricLink"], type="veth",
-                           peer={"netns": ext["netns"], "name": "eth0"})
-        with links.socket_in(fab["netns"]) as ipr:
-            links.add_veth_into(ipr, ext["fabricLink"], "eth0", ext["netns"],
-                                master=fab["bridge"], peer_mac=ext["mac"])
-            links.add_permanent_neighbour(ipr, fab["bridge"], ext["ip"], ext["mac"])
-        with links.socket_in(ext["netns"]) as ipr:
-            links.set_up(ipr, "lo")
-            links.set_up(ipr, "eth0")
-            links.add_address(ipr, "eth0", ext["ip"], fab["prefixlen"])
+        ext = self.plan["external"]
+        with self._on_node_network(ext, "external") as ipr:
             for n in self.plan["nodes"]:
                 links.add_permanent_neighbour(ipr, "eth0", n["ip"], n["mac"])
             for r in ext["routes"]:

@@ -92,7 +92,7 @@ def cmd_kubeconfig(args, ui):
         raise UserError(f"No kubeconfig for {name!r} at {kubeconfig}: is `netsim apiserver --name {name}` "
                         "or a cluster of that name running?")
     if os.path.exists(st.path("apiserver.pid")) and not _running(pid_file):
-        how = (f"`netsim up` with the cluster's lab starts it again" if os.path.exists(st.plan)
+        how = ("`netsim up` with the cluster's lab starts it again" if os.path.exists(st.plan)
                else f"start it with `netsim apiserver --name {name}`")
         raise UserError(f"The API server {name!r} is not running (stale {pid_file}); {how}.")
     with open(kubeconfig) as f:
