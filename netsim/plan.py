@@ -99,7 +99,6 @@ def conflist(lab, node_name, pod_cidr, gateway, state_root):
 
 def plan(lab, state_root):
     """Turn LAB into a plan; STATE_ROOT is the cluster's state directory (for on-disk paths)."""
-
     cluster_net = ipaddress.ip_network(lab.cluster_cidr)
     node_net = ipaddress.ip_network(lab.node_network)
     hosts = node_net.hosts()
