@@ -150,7 +150,10 @@ def service_ports(service):
                              f"203.0.113.0/24, got {text!r}") from None
         if net.version == 4:
             ranges.append(str(net))
-    etp_local = externally_routed and spec.get("externalTrafficPolicy") == "Local"
+    # Upstream's ExternallyAccessible: a ClusterIP Service with externalIPs is one too, so its
+    # Local policy holds for traffic to those IPs.
+    externally_accessible = externally_routed or bool(spec.get("externalIPs"))
+    etp_local = externally_accessible and spec.get("externalTrafficPolicy") == "Local"
     affinity = spec.get("sessionAffinity") or "None"
     if affinity not in ("None", "ClientIP"):
         raise ModelError(f"{where}: spec.sessionAffinity: expected None or ClientIP, got {affinity!r}")
