@@ -84,10 +84,23 @@ class PodState:
     gates: dict = dataclasses.field(default_factory=dict)       # name -> startup Event
     volume_dirs: dict | None = None
     cgroup_names: set = dataclasses.field(default_factory=set)
+    liveness_killed: set = dataclasses.field(default_factory=set)  # restart whatever they exit with
 
 
 def _container_id(uid, name, restart):
     return hashlib.sha256(f"{uid}/{name}/{restart}".encode()).hexdigest()
+
+
+def _liveness_grace(pod: dict, name: str) -> float:
+    """Seconds between SIGTERM and SIGKILL for a container its liveness probe failed: the
+    probe's terminationGracePeriodSeconds, else the pod's (upstream's order)."""
+    spec = pod.get("spec") or {}
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        if c.get("name") == name:
+            probe = c.get("livenessProbe") or {}
+            if probe.get("terminationGracePeriodSeconds") is not None:
+                return float(probe["terminationGracePeriodSeconds"])
+    return float(spec.get("terminationGracePeriodSeconds", 30))
 
 
 def _kind(c, init):
@@ -285,8 +298,9 @@ class Kubelet:
             if r.state == RUNNING:
                 self._ensure_probes(st, pod, c, r)
                 continue
-            if r.state == TERMINATED and not (policy == "Always" or (policy == "OnFailure" and r.exit_code != 0)):
-                continue
+            if r.state == TERMINATED and not (policy == "Always" or (policy == "OnFailure" and (
+                    r.exit_code != 0 or c["name"] in st.liveness_killed))):
+                continue  # as upstream, OnFailure restarts a container its liveness probe killed
             delay = await self._start_when_due(st, pod, c, r)
             if delay:
                 delays.append(delay)
@@ -329,6 +343,7 @@ class Kubelet:
             self.backoff.restarted(key, time.time())
             self._save(st)
             return self.backoff.current(key)
+        st.liveness_killed.discard(c["name"])
         if ran:
             self.backoff.restarted(key, now)
         return None
@@ -495,9 +510,10 @@ class Kubelet:
         elif not ok:
             log.info("%s: container %s failed liveness probe (%s), will be restarted", st.record.key, name, message)
             self._stop_probes(st, name)
+            st.liveness_killed.add(name)
+            grace = _liveness_grace(st.pod or {}, name)
             if name in st.builtins:
-                self.runtime.kill_builtin(st.record.namespace, st.record.name, name)
+                self.runtime.kill_builtin(st.record.namespace, st.record.name, name, grace)
             elif name in st.handles:
-                grace = float((st.pod or {}).get("spec", {}).get("terminationGracePeriodSeconds", 30))
                 asyncio.get_running_loop().create_task(self.runtime.stop([st.handles[name]], grace))
         self.controller.enqueue(st.record.key)

@@ -190,21 +190,22 @@ class Runtime:
                 self.on_exit(uid, cname, None, code, signal.SIGKILL if code == resident.KILLED else None)
         return codes
 
-    def kill_builtin(self, namespace: str, name: str, container: str) -> None:
-        """Stop one built-in (a failed liveness probe): it is reported exited with 137."""
+    def kill_builtin(self, namespace: str, name: str, container: str, grace: float) -> None:
+        """Stop one built-in (a failed liveness probe) as SIGTERM would, for at most GRACE
+        seconds; it is reported exited with the code it ends with (KILLED past the grace)."""
         async def stop():
-            # Killed at once, so 137 whatever it would exit with on SIGTERM: a 0 there would
-            # keep an OnFailure container from being restarted.
-            if await self.server.stop_container(namespace, name, container) is not None:
-                self._builtin_exited(namespace, name, container, resident.KILLED)
+            code = await self.server.stop_container(namespace, name, container, grace=grace)
+            if code is not None:
+                self._builtin_exited(namespace, name, container, code,
+                                     signal.SIGKILL if code == resident.KILLED else None)
 
         self._stopping.add(task := asyncio.get_running_loop().create_task(stop()))
         task.add_done_callback(self._stopping.discard)
 
-    def _builtin_exited(self, namespace, name, container, code):
+    def _builtin_exited(self, namespace, name, container, code, sig=None):
         uid = self._builtin_pods.get((namespace, name))
         if uid:
-            self.on_exit(uid, container, None, code, None)
+            self.on_exit(uid, container, None, code, sig)
 
     async def close(self) -> None:
         """The kubelet stops: built-ins end with it; process containers keep running."""

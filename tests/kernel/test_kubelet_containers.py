@@ -41,6 +41,21 @@ def test_failing_liveness_probe_restarts_the_container(node, tmp_path):
     node.gone(name)
 
 
+def test_a_built_in_killed_by_liveness_reports_its_own_exit_code_and_restarts_on_failure_policy(node):
+    # netexec exits 0 on SIGTERM; OnFailure restarts it anyway, as upstream restarts a container
+    # its liveness probe killed under any policy but Never.
+    probe = {"tcpSocket": {"port": 9999}, "periodSeconds": 1, "failureThreshold": 1}
+    name = node.create({"restartPolicy": "OnFailure", "terminationGracePeriodSeconds": 5,
+                        "containers": [{"name": "web", "image": "registry.k8s.io/e2e-test-images/agnhost:2.53",
+                                        "args": ["netexec"], "livenessProbe": probe}]})
+    pod = node.wait(name, lambda p: (p["status"].get("containerStatuses") or [{}])[0].get("restartCount", 0) >= 1,
+                    15, "a restart")
+    last = pod["status"]["containerStatuses"][0]["lastState"]["terminated"]
+    assert last["exitCode"] == 0 and last["reason"] == "Completed"
+    node.delete(name, grace_period_seconds=0)
+    node.gone(name)
+
+
 # cgroup v1 hierarchies, as this kind of machine mounts them; a v2-only host (Debian 12 with
 # systemd) is not covered by this test yet.
 @pytest.mark.skipif(not os.path.isdir(os.path.join(CGROUP, "memory")),
