@@ -7,6 +7,7 @@
     nodeNetwork: 172.18.0.0/16 # the network the nodes share (a bridge in the fabric namespace)
     cni: netsim                # or `reference`: /usr/lib/cni/bridge + host-local
     loadBalancerPool: 172.18.200.0/24  # LoadBalancer IPs (a CIDR or a list); none: <pending>
+    maxPods: 110               # pods per node, the kubelet's --max-pods (at most 253: a /24)
     manifests:                 # Kubernetes manifests of any kind the API server serves,
       - {path: pods.yaml}      # inline or {path: file.yaml}
 
@@ -28,12 +29,15 @@ DEFAULTS = {
     "serviceCIDR": "10.96.0.0/12",
     "nodeNetwork": "172.18.0.0/16",
     "cni": "netsim",
+    "maxPods": 110,
 }
 CNI_CHOICES = ("netsim", "reference")
 KNOWN_FIELDS = set(DEFAULTS) | {"manifests", "loadBalancerPool"}
 # The external client namespace ("the outside world") answers to this name on the CLI.
 RESERVED_NODE_NAMES = ("external",)
 MAX_NODES = 250
+# A node's pod CIDR is a /24: host-local hands out .2-.254 (.1 is the bridge's gateway address).
+MAX_PODS_PER_NODE = 253
 # labs/ sits beside the packages in the source tree, which the Makefile installs editable.
 DEFAULT_LAB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "labs", "default.yaml")
 
@@ -54,8 +58,9 @@ class Lab:
     """A validated lab: plain attributes, manifests as a list of dicts with their source."""
 
     def __init__(self, name, nodes, cluster_cidr, service_cidr, node_network, cni, manifests, source,
-                 load_balancer_pool=()):
+                 load_balancer_pool=(), max_pods=DEFAULTS["maxPods"]):
         self.name = name
+        self.max_pods = max_pods
         self.nodes = nodes
         self.cluster_cidr = cluster_cidr
         self.service_cidr = service_cidr
@@ -118,10 +123,15 @@ def from_dict(doc, source="<lab>"):
     if cni not in CNI_CHOICES:
         raise LabError(source, "cni", f"expected one of {', '.join(CNI_CHOICES)}, got {cni!r}")
 
+    max_pods = merged["maxPods"]
+    if isinstance(max_pods, bool) or not isinstance(max_pods, int) or not 1 <= max_pods <= MAX_PODS_PER_NODE:
+        raise LabError(source, "maxPods", f"expected a pod count per node from 1 to {MAX_PODS_PER_NODE} (a "
+                                          f"node's pod CIDR is a /24), got {max_pods!r}")
+
     pool = _pool(source, doc.get("loadBalancerPool"), [cluster_cidr, service_cidr])
     manifests = _manifests(source, doc.get("manifests") or [])
     return Lab(name, nodes, str(cluster_cidr), str(service_cidr), str(node_network), cni, manifests, source,
-               load_balancer_pool=[str(n) for n in pool])
+               load_balancer_pool=[str(n) for n in pool], max_pods=max_pods)
 
 
 def _pool(source, value, taken):

@@ -177,6 +177,7 @@ def plan(lab, state_root):
             "loadBalancerPool": lab.load_balancer_pool,
             "podNetnsPrefix": pod_netns_prefix(lab.name),
             "cgroupRoot": cgroup_root(lab.name),
+            "maxPods": lab.max_pods,
         },
         "manifests": manifests,
     }

@@ -77,7 +77,7 @@ def argv(st, plan, role, port=0):
             "--cni-bin-dir", ":".join(plan["cni"]["path"]), "--cni-cache-dir", plan["cni"]["cacheDir"],
             "--ledger", st.ledger, "--pod-cidr", node["podCIDR"], "--node-ip", node["ip"],
             "--cgroup-root", cp["cgroupRoot"], "--logs-socket", node["kubeletSocket"],
-            "--workers", str(KUBELET_WORKERS)]
+            "--max-pods", str(cp.get("maxPods", 110)), "--workers", str(KUBELET_WORKERS)]
     if plan["cni"]["plugins"] == "netsim":
         # netsim's plugin executables in the node answer from the kubelet (cni.agent).
         args += ["--cni-agent-socket", node["cniAgentSocket"]]

@@ -56,8 +56,10 @@ def test_namespaces_are_applied_first_then_the_rest_in_lab_order():
 
 
 def test_control_plane_options_come_from_the_lab():
-    lb = lab.from_dict({"name": "cp", "serviceCIDR": "10.100.0.0/16", "loadBalancerPool": "172.18.200.0/24"})
+    lb = lab.from_dict({"name": "cp", "serviceCIDR": "10.100.0.0/16", "loadBalancerPool": "172.18.200.0/24",
+                        "maxPods": 250})
     cp = plan.plan(lb, "/s/cp")["controlPlane"]
+    assert cp["maxPods"] == 250  # every kubelet's --max-pods
     assert cp["serviceCIDR"] == "10.100.0.0/16"
     assert cp["loadBalancerPool"] == ["172.18.200.0/24"]
     assert cp["store"] == "sqlite:///s/cp/state.db"
@@ -130,6 +132,8 @@ BAD = [
      "loadBalancerPool: 10.96.0.0/24 overlaps 10.96.0.0/12; LoadBalancer IPs must be outside"),
     ({"loadBalancerPool": ["172.18.200.0/24", "nope"]}, "loadBalancerPool[1]: expected an IPv4 CIDR"),
     ({"nodes": ["a", "external"]}, "nodes[1]: 'external' names the external client namespace"),
+    ({"maxPods": 254}, "maxPods: expected a pod count per node from 1 to 253 (a node's pod CIDR is a /24), got 254"),
+    ({"maxPods": "many"}, "maxPods: expected a pod count per node from 1 to 253"),
     ({"nodes": 5, "nodeNetwork": "172.18.0.0/29"}, "nodeNetwork: 172.18.0.0/29 has room for 4 nodes but the lab has 5"),
 ]
 
