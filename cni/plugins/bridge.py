@@ -399,7 +399,8 @@ def cmd_add(args):
                           "ips": ips, "routes": routes, "dns": n.dns or ipam.get("dns") or {}}
                 _configure_container(args, result, gateways, bridge_mac, n)
                 if n.hairpin:
-                    ipr.brport("set", index=_get_link(ipr, host_name)["index"], mode=1)
+                    # An ioctl in this thread's namespace (IPR's): no link message to parse.
+                    ipr.brport("set", index=socket.if_nametoindex(host_name), mode=1)
                 if n.is_gateway and v4:
                     ipr.neigh("replace", dst=str(v4[1].ip), lladdr=container_mac, ifindex=bridge_index,
                               state=NUD_PERMANENT)
