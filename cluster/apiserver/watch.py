@@ -12,6 +12,7 @@ for) sends the initial ADDED events and then a BOOKMARK annotated
 
 import asyncio
 import contextlib
+import functools
 import random
 
 from aiohttp import web
@@ -199,18 +200,29 @@ async def serve(request, registry, res, ns, name, query, form):
     return resp
 
 
+@functools.lru_cache(maxsize=1024)
+def _decoded(value, revision):
+    """VALUE as an object, decoded once for every filtered watch that sees the same event (the
+    store hands each the same bytes: a pod event reaches every kubelet's watch). Shared: callers
+    only read it."""
+    return decode(value, revision)
+
+
 def _event_line(encoder, event, filtering, matches):
     type_, revision = event.type, event.revision
     if not filtering:
         return encoder.event(type_, event.value, revision)
-    obj = decode(event.value, revision)
+    obj = _decoded(event.value, revision)
     now_matches = matches(obj)
     if type_ == "MODIFIED":
-        before = matches(decode(event.prev_value, revision)) if event.prev_value else False
+        before = matches(_decoded(event.prev_value, revision)) if event.prev_value else False
         if before and not now_matches:
-            return encoder.event("DELETED", obj=obj)
-        if now_matches and not before:
-            return encoder.event("ADDED", obj=obj)
-    if not now_matches:
+            type_ = "DELETED"
+        elif now_matches and not before:
+            type_ = "ADDED"
+        elif not now_matches:
+            return None
+    elif not now_matches:
         return None
-    return encoder.event(type_, obj=obj)
+    # The stored bytes are the object: objects go out as stored, not decoded and encoded again.
+    return encoder.event(type_, event.value, revision, obj=None if encoder.form == negotiation.OBJECT else obj)

@@ -2,6 +2,7 @@
 on a private etcd: CRUD with server-set metadata, Status errors, preconditions, subresources,
 deletion, watch semantics, and concurrent writers that never lose an update."""
 
+import concurrent.futures
 import http.client
 import json
 import secrets
@@ -299,6 +300,45 @@ def test_watch_sends_initial_events_then_the_end_bookmark(kube, raw, ns):
     assert events[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
     status, doc, _ = raw.request("GET", f"/api/v1/namespaces/{ns}/configmaps?watch=true&sendInitialEvents=true")
     assert status == 422 and doc["reason"] == "Invalid"
+
+
+def test_filtered_watch_delivers_at_once_and_in_order_under_a_burst(kube, raw, ns):
+    core = client.CoreV1Api(kube)
+    rv = core.list_namespaced_config_map(ns).metadata.resource_version
+    conn = raw.conn(20)
+    conn.request("GET", f"/api/v1/namespaces/{ns}/configmaps?watch=true&labelSelector=tier%3Dfront"
+                        f"&resourceVersion={rv}&timeoutSeconds=20",
+                 headers={"Authorization": f"Bearer {raw.api.token}"})
+    resp = conn.getresponse()
+    got, first, everything = [], threading.Event(), threading.Event()
+
+    def watcher():
+        while len(got) < 31:
+            line = resp.fp.readline()
+            if not line:
+                break
+            if line.strip() and not line.strip().isalnum():  # not chunk framing
+                got.append(json.loads(line))
+                first.set()
+        everything.set()
+
+    threading.Thread(target=watcher, daemon=True).start()
+    try:
+        core.create_namespaced_config_map(ns, {"metadata": {"name": "in", "labels": {"tier": "front"}}})
+        # Events this watch filters out right behind the one it keeps must not hold that one back.
+        for i in range(3):
+            core.create_namespaced_config_map(ns, {"metadata": {"name": f"out{i}", "labels": {"tier": "back"}}})
+        assert first.wait(2), "the matching event waited behind the filtered ones"
+        bodies = [{"metadata": {"name": f"b{i}", "labels": {"tier": "front"}}} for i in range(30)]
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda b: core.create_namespaced_config_map(ns, b), bodies))
+        assert everything.wait(5), f"only {len(got)} of 31 events arrived within 5 s"
+    finally:
+        conn.close()
+    names = [e["object"]["metadata"]["name"] for e in got]
+    assert names[0] == "in" and sorted(names[1:]) == sorted(f"b{i}" for i in range(30))
+    revisions = [int(e["object"]["metadata"]["resourceVersion"]) for e in got]
+    assert revisions == sorted(revisions)  # batched writes keep the store's order
 
 
 def test_watch_from_a_compacted_revision_is_410_expired(kube, api, ns):
