@@ -10,6 +10,8 @@ terminating endpoints as the fallback). IPv4 only: the node namespaces are singl
 
 import dataclasses
 import ipaddress
+import socket
+import typing
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 DEFAULT_STICKY_SECONDS = 10800
@@ -20,8 +22,9 @@ class ModelError(ValueError):
     """An API object kube-proxy cannot use; the message names the object and the field."""
 
 
-@dataclasses.dataclass(frozen=True)
-class ServicePortName:
+class ServicePortName(typing.NamedTuple):
+    # A tuple, not a dataclass: it keys every per-port map, and a tuple hashes and compares in C,
+    # several times faster than a dataclass's generated methods.
     namespace: str
     name: str
     port: str
@@ -32,7 +35,7 @@ class ServicePortName:
         return f"{base}:{self.port}" if self.port else base
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ServicePort:
     """One port of one Service, with everything the rules of that port depend on."""
     name: ServicePortName
@@ -65,8 +68,8 @@ class ServicePort:
         return self.internal_policy_local or (self.external_policy_local and self.externally_accessible)
 
 
-@dataclasses.dataclass(frozen=True)
-class Endpoint:
+class Endpoint(typing.NamedTuple):
+    # A tuple for the same reason as ServicePortName: endpoints key maps and are compared a lot.
     ip: str
     port: int
     is_local: bool = False
@@ -78,7 +81,7 @@ class Endpoint:
         return f"{self.ip}:{self.port}"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Node:
     """The node this kube-proxy runs on: its name (matches EndpointSlice nodeName) and IP."""
     name: str
@@ -98,10 +101,14 @@ def _meta(obj, kind):
 
 
 def _ipv4(text):
+    """TEXT as a dotted-quad IPv4 address, or None. inet_pton accepts exactly what
+    ipaddress.IPv4Address does (no leading zeros, four parts) at a twentieth of the cost."""
     try:
-        return ipaddress.IPv4Address(text.strip())
-    except (ipaddress.AddressValueError, AttributeError):
+        text = text.strip()
+        socket.inet_pton(socket.AF_INET, text)
+    except (OSError, AttributeError, TypeError):
         return None
+    return text
 
 
 def _port_number(value, where, field):
@@ -120,7 +127,7 @@ def _protocol(value, where, field):
 def _cluster_ipv4(spec):
     for ip in spec.get("clusterIPs") or [spec.get("clusterIP") or ""]:
         if ip and ip != "None" and _ipv4(ip):
-            return str(_ipv4(ip))
+            return _ipv4(ip)
     return None
 
 
@@ -134,13 +141,13 @@ def service_ports(service):
     if kind == "ExternalName" or cluster_ip is None:
         return []
     externally_routed = kind in ("NodePort", "LoadBalancer")
-    external_ips = tuple(str(_ipv4(ip)) for ip in spec.get("externalIPs") or () if _ipv4(ip))
+    external_ips = tuple(_ipv4(ip) for ip in spec.get("externalIPs") or () if _ipv4(ip))
     vips = []
     if kind == "LoadBalancer":
         for ingress in ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ():
             # ipMode Proxy means the load balancer proxies to the node: no VIP rules, as upstream.
             if _ipv4(ingress.get("ip") or "") and ingress.get("ipMode", "VIP") == "VIP":
-                vips.append(str(_ipv4(ingress["ip"])))
+                vips.append(_ipv4(ingress["ip"]))
     ranges = []
     for i, text in enumerate(spec.get("loadBalancerSourceRanges") or ()):
         try:
@@ -199,8 +206,9 @@ def endpoints_map(endpoint_slices, node_name, errors=None):
         try:
             for key, e in _slice_endpoints(es, node_name):
                 merged = by_port.setdefault(key, {})
-                if str(e) not in merged or not e.terminating:
-                    merged[str(e)] = e
+                text = str(e)
+                if text not in merged or not e.terminating:
+                    merged[text] = e
         except ModelError as err:
             if errors is None:
                 raise
@@ -225,7 +233,10 @@ def _slice_endpoints(es, node_name):
         ip = _ipv4(addresses[0])
         if ip is None:
             raise ModelError(f"{where}: endpoints[{j}].addresses[0]: expected an IPv4 address, got {addresses[0]!r}")
-        endpoints.append((str(ip), ep))
+        cond = ep.get("conditions") or {}
+        # (is_local, ready, serving, terminating), the same for every port of the slice
+        endpoints.append((ip, (bool(node_name) and ep.get("nodeName") == node_name, cond.get("ready") is not False,
+                               cond.get("serving") is not False, cond.get("terminating") is True)))
     pairs = []
     for i, p in enumerate(es.get("ports") or ()):
         number = _port_number(p.get("port") or 0, where, f"ports[{i}].port")
@@ -233,13 +244,7 @@ def _slice_endpoints(es, node_name):
             continue
         key = ServicePortName(namespace, service, p.get("name") or "",
                               _protocol(p.get("protocol"), where, f"ports[{i}].protocol"))
-        for ip, ep in endpoints:
-            cond = ep.get("conditions") or {}
-            pairs.append((key, Endpoint(ip=ip, port=number,
-                                        is_local=bool(node_name) and ep.get("nodeName") == node_name,
-                                        ready=cond.get("ready") is not False,
-                                        serving=cond.get("serving") is not False,
-                                        terminating=cond.get("terminating") is True)))
+        pairs.extend((key, Endpoint(ip, number, *flags)) for ip, flags in endpoints)
     return pairs
 
 

@@ -14,6 +14,7 @@ every chain and jump rule the syncer wrote and puts route_localnet back.
 """
 
 import dataclasses
+import resource
 import subprocess
 import time
 
@@ -82,6 +83,10 @@ class SyncResult:
     chains_written: int
     chains_deleted: int
     conntrack_flushes: int
+    save_seconds: float = 0.0     # reading the tables back (full syncs)
+    batch_seconds: float = 0.0    # writing the restore input
+    restore_cpu: tuple = (0.0, 0.0)  # the restore process's (user, system) CPU seconds
+    batch: str = ""               # the restore input written (bench/kubeproxy.py replays it)
 
 
 def parse_save(text):
@@ -124,9 +129,14 @@ class Syncer:
         return self._run([IPTABLES_SAVE] + (["-t", table] if table else [])).stdout
 
     def _restore(self, text):
+        """(wall seconds, (user, system) CPU seconds) of one iptables-legacy-restore of TEXT."""
+        # Children's usage grows when one is reaped: only the restore is, meanwhile, here.
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         self._run([IPTABLES_RESTORE, "-w", "5", "--noflush"], stdin=text)
-        return time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return seconds, (after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime)
 
     def canary_present(self):
         """False once something flushed the tables (the canary in mangle went): sync fully then."""
@@ -151,46 +161,42 @@ class Syncer:
         return result
 
     def _partial(self, rendering):
+        start = time.perf_counter()
         text = rendering.restore_input(rendering.changed, rendering.stale)
+        batch = time.perf_counter() - start
         if not text:
             return SyncResult("none", 0.0, 0.0, 0, 0, 0)
-        restore = self._restore(text)
-        return SyncResult("partial", 0.0, restore, len(rendering.changed), len(rendering.stale), 0)
+        restore, cpu = self._restore(text)
+        return SyncResult("partial", 0.0, restore, len(rendering.changed), len(rendering.stale), 0,
+                          batch_seconds=batch, restore_cpu=cpu, batch=text)
 
     def _full(self, rendering):
         self._set_route_localnet(rendering.config.localhost_nodeports)
+        start = time.perf_counter()
         current = parse_save(self.save())
+        saved = time.perf_counter()
         stale = sorted(c for c in current.get("nat", {}).get("chains", ())
                        if hashing.is_service_chain(c) and c not in rendering.tables["nat"])
-        body = rendering.restore_input(None, stale).splitlines()
-        text = "\n".join(self._with_canary_and_jumps(body, current)) + "\n"
-        restore = self._restore(text)
+        text = (f"*mangle\n:{KUBE_PROXY_CANARY} - [0:0]\nCOMMIT\n"
+                + rendering.restore_input(None, stale, self._canary_and_jumps(rendering, current)))
+        batch = time.perf_counter() - saved
+        restore, cpu = self._restore(text)
         self.last_full = self.clock()
         chains = sum(len(t) for t in rendering.tables.values())
-        return SyncResult("full", 0.0, restore, chains, len(stale), 0)
+        return SyncResult("full", 0.0, restore, chains, len(stale), 0, save_seconds=saved - start,
+                          batch_seconds=batch, restore_cpu=cpu, batch=text)
 
-    def _with_canary_and_jumps(self, body, current):
-        """Add the canary chains and the missing jumps from built-in chains to a full batch."""
-        extra = {"filter": [], "nat": []}
+    def _canary_and_jumps(self, rendering, current):
+        """{table: ([canary chain], [missing jumps from built-in chains])} for a full batch."""
+        extra = {"filter": ([KUBE_PROXY_CANARY], []), "nat": ([KUBE_PROXY_CANARY], [])}
+        present = {table: set(current.get(table, {}).get("rules", ())) for table in extra}
         for table, builtin, chain, comment, matches in JUMPS:
-            if chain == KUBE_FIREWALL and not any(line == f":{KUBE_FIREWALL} - [0:0]" for line in body):
-                continue
+            if chain not in rendering.tables[table]:
+                continue  # KUBE-FIREWALL, without localhost NodePorts
             rule = jump_rule(builtin, chain, comment, matches)
-            if rule not in current.get(table, {}).get("rules", ()):
-                extra[table].append(f"-I {builtin} 1" + rule[len(f"-A {builtin}"):])
-        out = ["*mangle", f":{KUBE_PROXY_CANARY} - [0:0]", "COMMIT"]
-        table = None
-        for line in body:
-            if line.startswith("*"):
-                table = line[1:]
-                out.append(line)
-                out.append(f":{KUBE_PROXY_CANARY} - [0:0]")
-            elif line == "COMMIT":
-                out.extend(extra[table])
-                out.append(line)
-            else:
-                out.append(line)
-        return out
+            if rule not in present[table]:
+                extra[table][1].append(f"-I {builtin} 1" + rule[len(f"-A {builtin}"):])
+        return extra
 
     def _flush_conntrack(self, rendering):
         for flag, value in rendering.conntrack_flush:

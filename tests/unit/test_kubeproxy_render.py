@@ -9,6 +9,7 @@ NETSIM_UPDATE_GOLDEN=1 (and review the diff rule by rule).
 """
 
 import os
+import random
 
 import pytest
 
@@ -259,3 +260,59 @@ def test_endpoints_merge_across_slices_and_prefer_non_terminating_duplicates():
     assert [(str(e), e.ready) for e in endpoints] == [("10.180.0.1:80", True), ("10.180.0.2:80", True)]
     with pytest.raises(ModelError, match=r"endpoints\[0\].addresses\[0\]: expected an IPv4 address"):
         endpoints_map([eps("ns1", "svc1", [endpoint("fe80::x")])], "n")
+
+
+def _changes(rng, services, slices):
+    """One random change to the SERVICES and SLICES maps (keyed by name), as the API makes them."""
+    version = str(rng.randrange(10**9))
+
+    def svc(i):
+        kind = rng.choice(["ClusterIP", "ClusterIP", "NodePort", "LoadBalancer"])
+        extra = {"nodePort": 30000 + i} if kind != "ClusterIP" else {}
+        obj = service("ns1", f"s{i}", f"172.30.0.{i + 1}", [port(**extra), port("dns", 53, "UDP")], type=kind,
+                      status=["1.2.3.4"] if kind == "LoadBalancer" else None,
+                      externalTrafficPolicy=rng.choice(["Cluster", "Local"]) if kind != "ClusterIP" else None,
+                      sessionAffinity=rng.choice(["None", "ClientIP", "Sometimes"]))
+        obj["metadata"]["resourceVersion"] = version
+        return obj
+
+    def es(i, suffix):
+        ips = rng.sample(range(1, 30), rng.randrange(0, 4))
+        obj = eps("ns1", f"s{i}", [endpoint(f"10.180.{i}.{ip}", node=rng.choice(["test-node", "host2"]),
+                                            ready=rng.random() > 0.2, terminating=rng.random() < 0.2 or None)
+                                   for ip in ips], ports=[port(), port("dns", 53, "UDP")], suffix=suffix)
+        obj["metadata"]["resourceVersion"] = version
+        return obj
+
+    i, what = rng.randrange(12), rng.random()
+    if what < 0.3:
+        services[f"s{i}"] = svc(i)
+    elif what < 0.4:
+        services.pop(f"s{i}", None)
+    elif what < 0.8:
+        suffix = rng.choice(["a", "b"])
+        slices[f"s{i}-{suffix}"] = es(i, suffix)
+    elif what < 0.9:
+        slices.pop(f"s{i}-{rng.choice(['a', 'b'])}", None)
+    else:
+        moved = es(i, "a")  # a slice relabelled to another Service keeps its name
+        moved["metadata"]["labels"]["kubernetes.io/service-name"] = f"s{(i + 1) % 12}"
+        slices[f"s{i}-a"] = moved
+
+
+def test_incremental_renders_match_fresh_ones_and_their_diffs_rebuild_the_tables():
+    rng = random.Random(6)
+    services, slices = {}, {}
+    previous = render([], [], NODE, UPSTREAM_TEST_CONFIG)
+    for _ in range(300):
+        _changes(rng, services, slices)
+        current = render(list(services.values()), list(slices.values()), NODE, UPSTREAM_TEST_CONFIG, previous)
+        fresh = render(list(services.values()), list(slices.values()), NODE, UPSTREAM_TEST_CONFIG)
+        assert current.text() == fresh.text()
+        assert sorted(current.errors) == sorted(fresh.errors)
+        # What a partial sync writes (changed chains, stale ones deleted) turns the old tables into the new.
+        for table in ("filter", "nat"):
+            patched = {c: r for c, r in previous.tables[table].items() if c not in current.stale}
+            patched.update({c: current.tables[table][c] for t, c in current.changed if t == table})
+            assert patched == current.tables[table]
+        previous = current
