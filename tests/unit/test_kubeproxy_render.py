@@ -101,6 +101,13 @@ CASES = {
         [service("ns1", "svc1", "172.30.0.41", [port()], externalIPs=["192.168.99.11", "192.168.99.12"])],
         [eps("ns1", "svc1", [endpoint("10.180.0.1")])],
     ),
+    "external-ips-etp-local": (
+        # A ClusterIP Service with externalIPs is externally accessible, so Local holds for its
+        # external IPs: the nat table is upstream's TestOnlyLocalExternalIPs expectation.
+        [service("ns1", "svc1", "172.30.0.41", [port()], externalIPs=["192.168.99.11"],
+                 externalTrafficPolicy="Local")],
+        [eps("ns1", "svc1", [endpoint("10.180.0.1"), endpoint("10.180.2.1", node="test-node")])],
+    ),
     "etp-local-with-local-endpoints": (
         [service("ns1", "svc1", "172.30.0.41", [port(nodePort=3001)], type="LoadBalancer", status=["1.2.3.4"],
                  externalTrafficPolicy="Local", healthCheckNodePort=30000)],
@@ -260,6 +267,30 @@ def test_endpoints_merge_across_slices_and_prefer_non_terminating_duplicates():
     assert [(str(e), e.ready) for e in endpoints] == [("10.180.0.1:80", True), ("10.180.0.2:80", True)]
     with pytest.raises(ModelError, match=r"endpoints\[0\].addresses\[0\]: expected an IPv4 address"):
         endpoints_map([eps("ns1", "svc1", [endpoint("fe80::x")])], "n")
+
+
+def test_cluster_ip_service_with_external_ips_keeps_outside_clients_on_local_endpoints_unmasqueraded():
+    services = [service("ns1", "svc1", "172.30.0.41", [port()], externalIPs=["192.168.99.11"],
+                        externalTrafficPolicy="Local")]
+    svc_chain, svl_chain, ext_chain, _ = hashing.service_chains("ns1/svc1:p80", "tcp")
+    local_sep = hashing.endpoint_chain("ns1/svc1:p80", "tcp", "10.180.2.1:80")
+    both = render(services, [eps("ns1", "svc1", [endpoint("10.180.0.1"), endpoint("10.180.2.1", node="test-node")])],
+                  NODE, UPSTREAM_TEST_CONFIG)
+    nat = both.tables["nat"]
+    assert (f'-A KUBE-SERVICES -m comment --comment "ns1/svc1:p80 external IP" -m tcp -p tcp -d 192.168.99.11 '
+            f"--dport 80 -j {ext_chain}") in nat["KUBE-SERVICES"]
+    # Outside clients fall through to the local endpoints, with no KUBE-MARK-MASQ on the way.
+    assert nat[ext_chain][-1] == f"-A {ext_chain} -j {svl_chain}"
+    assert not any("masquerade traffic for" in rule for rule in nat[ext_chain])
+    assert [rule.split(" -j ")[-1] for rule in nat[svl_chain]] == [local_sep]
+    # The cluster IP still spreads over every endpoint.
+    assert len([rule for rule in nat[svc_chain] if "KUBE-SEP-" in rule]) == 2
+
+    remote_only = render(services, [eps("ns1", "svc1", [endpoint("10.180.0.1")])], NODE, UPSTREAM_TEST_CONFIG)
+    assert ('-A KUBE-EXTERNAL-SERVICES -m comment --comment "ns1/svc1:p80 has no local endpoints" -m tcp -p tcp '
+            "-d 192.168.99.11 --dport 80 -j DROP") in remote_only.tables["filter"]["KUBE-EXTERNAL-SERVICES"]
+    assert svl_chain not in remote_only.tables["nat"]
+    assert not any(rule.endswith(f"-j {svl_chain}") for rule in remote_only.tables["nat"][ext_chain])
 
 
 def _changes(rng, services, slices):
