@@ -4,7 +4,13 @@ Sync cost: N Services x 3 endpoints (ClusterIP, TCP, as the API serves them, wit
 resourceVersions) are rendered and written into a throwaway network namespace by the real
 Syncer, exactly as a node's kube-proxy does. A "one-Service change" replaces one endpoint of one
 Service's EndpointSlice (new resourceVersion), re-renders against the previous rendering and
-syncs (partial: only the changed chains, one iptables-legacy-restore).
+syncs (partial: only the changed chains, one iptables-legacy-restore). Each sync's "breakdown"
+says where the time went: rendering (Python), reading the tables back (full syncs), writing
+the batch text, and the restore split by replaying its batch with `--test` against the same
+kernel state: process start plus reading the current tables (--noflush reads whole tables),
+parsing the batch, and the commit (building the table and the kernel replacing it); with the
+restore's user and system CPU (kernel accounting ticks: coarse below ~10 ms). With --nft the
+same batches are replayed through iptables-nft-restore --noflush in another throwaway namespace.
 
 Network programming latency: an API server (SQLite, its own process) holds L Services x 3
 endpoints and `python -m proxy.kubeproxy` (its own process, as on a node) programs a throwaway
@@ -14,8 +20,9 @@ TCP connection from the client that succeeds, polled every 0.5 ms (each failed a
 refused at once): an EndpointSlice update moving a Service's endpoints from port 8081 to 8080,
 and the creation of a Service whose EndpointSlice already exists. Prints one JSON document.
 
-    .venv/bin/python bench/kubeproxy.py [--services 1000 10000] [--changes 7]
+    .venv/bin/python bench/kubeproxy.py [--services 1000 10000] [--changes 7] [--nft]
                                         [--latency-services 1000] [--latency-samples 100]
+    (`--latency-services` with no number skips the latency runs)
 """
 
 import argparse
@@ -23,6 +30,7 @@ import asyncio
 import datetime
 import json
 import os
+import resource
 import secrets
 import socket
 import subprocess
@@ -37,12 +45,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from cluster.api.resources import by_kind  # noqa: E402
 from cluster.client import Client  # noqa: E402
 from netsim import netns  # noqa: E402
+from proxy.kubeproxy import hashing  # noqa: E402
 from proxy.kubeproxy.model import Node  # noqa: E402
 from proxy.kubeproxy.render import ProxierConfig, render  # noqa: E402
 from proxy.kubeproxy.sync import Syncer  # noqa: E402
 
 NODE = Node("node-1", "172.18.0.2")
 CONFIG = ProxierConfig(cluster_cidr="10.244.0.0/16")
+RESTORE_TIMEOUT = 600  # a bound, far above iptables-nft-restore's 12 s for 10k Services here
 
 
 def service(i):
@@ -66,10 +76,79 @@ def ms(seconds):
     return round(seconds * 1e3, 1)
 
 
-def run(n, changes):
-    name = f"b{secrets.token_hex(3)}"
-    path = netns.create(name)
+def _restore(path, text, argv):
+    """(wall, user CPU, system CPU) seconds of ARGV (an iptables-restore) reading TEXT, run in
+    the namespace at PATH."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    with netns.enter(path):
+        proc = subprocess.run(argv, input=text, capture_output=True, text=True, timeout=RESTORE_TIMEOUT, check=False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {proc.stderr.strip()[:500]}")
+    return wall, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+
+
+def _tables_only(text):
+    """TEXT with every table's content dropped: what a restore costs before it parses a rule."""
+    return "".join(f"{line}\nCOMMIT\n" for line in text.splitlines() if line.startswith("*"))
+
+
+def restore_breakdown(path, batch, restore="iptables-legacy-restore"):
+    """Where one restore of BATCH goes, replayed with --test (no commit) in the namespace at PATH,
+    whose tables must be as they were when BATCH was written for real: the process start and
+    the read of the current tables (--noflush reads whole tables from the kernel), parsing the
+    batch, and the commit (the wall time of the real restore minus the --test run's)."""
+    read = _restore(path, _tables_only(batch), [restore, "--test", "--noflush"])[0]
+    parse = _restore(path, batch, [restore, "--test", "--noflush"])[0]
+    return read, parse - read
+
+
+def _sync_figures(render_seconds, result, read, parse):
+    user, system = result.restore_cpu
+    return {"render_ms": ms(render_seconds), "restore_ms": ms(result.restore_seconds),
+            "sync_ms": ms(result.seconds), "total_ms": ms(render_seconds + result.seconds),
+            "breakdown": {"render_ms": ms(render_seconds), "save_ms": ms(result.save_seconds),
+                          "batch_text_ms": ms(result.batch_seconds),
+                          "restore_start_and_read_tables_ms": ms(read), "restore_parse_ms": ms(parse),
+                          "restore_commit_ms": ms(result.restore_seconds - read - parse),
+                          "restore_user_cpu_ms": ms(user), "restore_system_cpu_ms": ms(system),
+                          "batch_lines": result.batch.count("\n")}}
+
+
+def _median_figures(samples):
+    """The median of every figure over SAMPLES (dicts shaped as _sync_figures returns)."""
+    def med(key, inner=None):
+        return round(statistics.median(x[key] if inner is None else x[key][inner] for x in samples), 1)
+    out = {k: med(k) for k in samples[0] if k != "breakdown"}
+    out["breakdown"] = {k: med("breakdown", k) for k in samples[0]["breakdown"]}
+    return out
+
+
+def _one_chain(rendering, chain):
+    """A batch that rewrites CHAIN of RENDERING's nat table as it is."""
+    return "\n".join(["*nat", f":{chain} - [0:0]", *rendering.tables["nat"][chain], "COMMIT"]) + "\n"
+
+
+def _restore_figures(path, batch, restore):
+    """The restore of BATCH in the namespace at PATH, timed and broken down (see restore_breakdown)."""
+    read, parse = restore_breakdown(path, batch, restore)
+    wall, user, system = _restore(path, batch, [restore, "--noflush"])
+    return {"restore_ms": ms(wall), "restore_start_and_read_tables_ms": ms(read), "restore_parse_ms": ms(parse),
+            "restore_commit_ms": ms(wall - read - parse), "restore_user_cpu_ms": ms(user),
+            "restore_system_cpu_ms": ms(system)}
+
+
+def run(n, changes, nft=False):
+    """Sync costs at N Services x 3 endpoints; with NFT, the same batches through iptables-nft too."""
+    made = []
     try:
+        name, check = f"b{secrets.token_hex(3)}", f"b{secrets.token_hex(3)}"
+        path = netns.create(name)
+        made.append(name)
+        empty = netns.create(check)
+        made.append(check)
         syncer = Syncer(path)
         services = [service(i) for i in range(n)]
         slices = [endpoint_slice(i) for i in range(n)]
@@ -77,8 +156,9 @@ def run(n, changes):
         rendering = render(services, slices, NODE, CONFIG)
         render_full = time.perf_counter() - t0
         result = syncer.sync(rendering)
-        full = {"render_ms": ms(render_full), "restore_ms": ms(result.restore_seconds),
-                "sync_ms": ms(result.seconds), "total_ms": ms(render_full + result.seconds),
+        batches = [result.batch]
+        # The first load read empty tables: replay it where the tables are still empty.
+        full = {**_sync_figures(render_full, result, *restore_breakdown(empty, result.batch)),
                 "nat_rules": sum(len(r) for r in rendering.tables["nat"].values()),
                 "nat_chains": len(rendering.tables["nat"])}
         one = []
@@ -88,27 +168,54 @@ def run(n, changes):
             t0 = time.perf_counter()
             rendering = render(services, slices, NODE, CONFIG, previous=rendering)
             r = time.perf_counter() - t0
+            # Replayed first: the batch deletes chains, which a replay after it could not find.
+            replay = restore_breakdown(path, rendering.restore_input(rendering.changed, rendering.stale))
             result = syncer.sync(rendering)
             assert result.kind == "partial", result
-            one.append((r, result.restore_seconds, result.seconds))
+            batches.append(result.batch)
+            one.append(_sync_figures(r, result, *replay))
         # A periodic full resync of the same state, with the rules already in place.
         t0 = time.perf_counter()
         rendering = render(services, slices, NODE, CONFIG, previous=rendering)
         r = time.perf_counter() - t0
         resync = syncer.sync(rendering, full=True)
+        resync_figures = _sync_figures(r, resync, *restore_breakdown(path, resync.batch))
+        # The least a commit can be: one Service's chain (jumps to its endpoints) rewritten as it is.
+        one_chain = _one_chain(rendering, hashing.service_chains("ns0/svc0:http", "tcp")[0])
+        one_chain_figures = _restore_figures(path, one_chain, "iptables-legacy-restore")
         syncer.flush()
-
-        def med(j):
-            return ms(statistics.median(x[j] for x in one))
-
-        return {"services": n, "endpoints": 3 * n, "full_sync": full,
-                "one_service_change": {"render_ms": med(0), "restore_ms": med(1), "sync_ms": med(2),
-                                       "total_ms": ms(statistics.median(x[0] + x[2] for x in one)),
-                                       "max_total_ms": ms(max(x[0] + x[2] for x in one)), "samples": len(one)},
-                "full_resync": {"render_ms": ms(r), "restore_ms": ms(resync.restore_seconds),
-                                "sync_ms": ms(resync.seconds), "total_ms": ms(r + resync.seconds)}}
+        change = _median_figures(one)
+        change["max_total_ms"] = max(x["total_ms"] for x in one)
+        change["samples"] = len(one)
+        out = {"services": n, "endpoints": 3 * n, "full_sync": full, "one_service_change": change,
+               "full_resync": resync_figures, "one_chain_rewrite": one_chain_figures}
+        if nft:
+            out["iptables_nft"] = run_nft(empty, batches, one_chain)
+        return out
     finally:
-        netns.delete(name)
+        for made_name in made:
+            netns.delete(made_name)
+
+
+def run_nft(path, batches, one_chain):
+    """The batches legacy kube-proxy wrote (a full load, then one-Service changes) and then
+    ONE_CHAIN, replayed in order through `iptables-nft-restore --noflush` in the empty namespace
+    at PATH: the same rules in the nf_tables backend, for the backend decision. The full load
+    carries the jumps from the built-in chains, as on a node: without them nf_tables has no
+    jump graph to validate on each commit and a change measured ~6x cheaper than it is."""
+    restore = "iptables-nft-restore"
+    full_wall, full_user, full_sys = _restore(path, batches[0], [restore, "--noflush"])
+    changes = [_restore_figures(path, batch, restore) for batch in batches[1:]]
+    one_chain_figures = _restore_figures(path, one_chain, restore)
+    with netns.enter(path):
+        rules = subprocess.run(["iptables-nft-save", "-t", "nat"], capture_output=True, text=True,
+                               check=True).stdout.count("\n-A ")
+    return {"backend": f"{restore} --noflush", "nat_rules_loaded": rules,
+            "full_load": {"restore_ms": ms(full_wall), "restore_user_cpu_ms": ms(full_user),
+                          "restore_system_cpu_ms": ms(full_sys)},
+            "one_service_change": {k: round(statistics.median(c[k] for c in changes), 1) for k in changes[0]}
+            if changes else None,
+            "one_chain_rewrite": one_chain_figures}
 
 
 SERVICES = by_kind("v1", "Service")
@@ -301,10 +408,6 @@ def run_latency(n, samples, min_sync_period):
                                       "--healthz-bind-address", "", "--min-sync-period", min_sync_period],
                                      stderr=subprocess.DEVNULL)
 
-            async def main():
-                async with Client.from_kubeconfig(f"{tmp}/kubeconfig") as client:
-                    return await _latency_samples(lab, client, n, samples)
-
             names = ("kubeproxy_network_programming_duration_seconds_count",
                      "kubeproxy_network_programming_duration_seconds_sum",
                      "kubeproxy_sync_partial_proxy_rules_duration_seconds_count",
@@ -340,8 +443,10 @@ def main():
     ap.add_argument("--latency-services", type=int, nargs="*", default=[1000])
     ap.add_argument("--latency-samples", type=int, default=100)
     ap.add_argument("--min-sync-period", default="0s", help="passed to the agent for the latency runs")
+    ap.add_argument("--nft", action="store_true",
+                    help="also replay the same batches through iptables-nft-restore (slow: minutes at 10k)")
     args = ap.parse_args()
-    results = [run(n, args.changes) for n in args.services]
+    results = [run(n, args.changes, args.nft) for n in args.services]
     latency = [run_latency(n, args.latency_samples, args.min_sync_period) for n in args.latency_services]
     print(json.dumps({"bench": "kubeproxy", "backend": "iptables-legacy-restore --noflush",
                       "targets": {"one_service_change_at_10k_ms": 50, "full_sync_at_10k_ms": 1000,
