@@ -22,14 +22,12 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
-import yaml
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench._cluster import running_cluster  # noqa: E402
 from cluster.api.resources import lookup  # noqa: E402
 from cluster.client import Client  # noqa: E402
 
@@ -37,13 +35,6 @@ PODS = lookup("", "v1", "pods")
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
 IN_FLIGHT = 8
 TIMEOUT_S = 120
-
-
-def netsim(args, env):
-    proc = subprocess.run([sys.executable, "-m", "netsim.cli.main", *args], env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"netsim {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def pod(name):
@@ -122,21 +113,12 @@ async def delete_all(kubeconfig):
 
 
 def one_size(pods, nodes, rate, tmp):
-    name = f"start{pods}"
-    path = os.path.join(tmp, f"{name}.yaml")
-    with open(path, "w") as f:
-        yaml.safe_dump({"name": name, "nodes": nodes}, f)
-    env = {**os.environ, "NETSIM_STATE_DIR": os.path.join(tmp, "state")}
-    netsim(["up", "-f", path], env)
-    try:
-        kubeconfig = os.path.join(tmp, "state", name, "kubeconfig")
+    with running_cluster(f"start{pods}", nodes, tmp) as cluster:
         # Paced first, on an idle cluster; its pods are deleted (a node holds 110 pods, as
         # upstream's default --max-pods) before the burst.
-        paced = asyncio.run(measure(kubeconfig, "s", pods, rate))
-        asyncio.run(delete_all(kubeconfig))
-        return {"nodes": nodes, "paced": paced, "burst": asyncio.run(measure(kubeconfig, "b", pods, 0))}
-    finally:
-        netsim(["down", "--name", name], env)
+        paced = asyncio.run(measure(cluster.kubeconfig, "s", pods, rate))
+        asyncio.run(delete_all(cluster.kubeconfig))
+        return {"nodes": nodes, "paced": paced, "burst": asyncio.run(measure(cluster.kubeconfig, "b", pods, 0))}
 
 
 def main():
