@@ -17,7 +17,10 @@ SERVICE_CHAIN_PREFIXES = (SVC, SVL, EXT, FW, SEP)
 
 
 def _hash16(text):
-    return base64.b32encode(hashlib.sha256(text.encode()).digest())[:16].decode()
+    # Base32 turns each 5 bytes into 8 characters, so the digest's first 10 bytes are exactly
+    # upstream's first 16 characters, at a third of the cost of encoding all 32 (40k names at 10k
+    # Services).
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()[:10]).decode()
 
 
 def port_proto_hash(service_port_name, protocol):
