@@ -190,12 +190,8 @@ class Store:
 
     def reserve(self, address, container_id, ifname, index):
         """Claim ADDRESS; False when it is already taken."""
-        try:
-            fd = os.open(os.path.join(self.dir, str(address)), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
+        if not _create_whole(self.dir, str(address), f"{container_id}{LINE_BREAK}{ifname}".encode()):
             return False
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(f"{container_id}{LINE_BREAK}{ifname}")
         with open(os.path.join(self.dir, f"{_LAST_RESERVED}{index}"), "w") as f:
             f.write(str(address))
         return True
@@ -203,6 +199,36 @@ class Store:
     def remove(self, address):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self.dir, address))
+
+
+def _create_whole(directory, name, data):
+    """Create DIRECTORY/NAME holding DATA; False if it exists. The file appears whole or not at
+    all: written unnamed (O_TMPFILE), then linked in. A plugin killed between creating a named
+    file and writing it (its kubelet SIGKILLed mid-ADD) would leave an empty reservation that
+    no container ID matches, so no DEL would ever free its address."""
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fd = os.open(".", os.O_TMPFILE | os.O_WRONLY, 0o644, dir_fd=dir_fd)
+            unnamed = True
+        except OSError:  # a filesystem without O_TMPFILE: create, then write
+            try:
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=dir_fd)
+            except FileExistsError:
+                return False
+            unnamed = False
+        try:
+            os.write(fd, data)
+            if unnamed:
+                # dst_dir_fd makes os.link call linkat(AT_SYMLINK_FOLLOW): the link names the file
+                os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd)
+        except FileExistsError:
+            return False
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dir_fd)
+    return True
 
 
 def _matches(owner, container_id, ifname):

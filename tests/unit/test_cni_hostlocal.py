@@ -146,3 +146,18 @@ def test_config_errors_name_the_field(tmp_path, ipam, msg):
     with pytest.raises(CNIError) as e:
         hostlocal.HostLocalConfig(dict(type="host-local", dataDir=str(tmp_path), **ipam), "mynet")
     assert e.value.code == 7 and msg in e.value.msg
+
+
+def test_a_reservation_interrupted_before_its_owner_is_written_leaves_no_file(tmp_path, monkeypatch):
+    """A plugin killed mid-ADD must not leave an empty lease: no DEL could ever free it."""
+    conf = config(tmp_path)
+
+    def killed(fd, data):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(hostlocal.os, "write", killed)
+    with pytest.raises(KeyboardInterrupt):
+        hostlocal.allocate(conf, "c1", "eth0")
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path / "mynet")) == ["lock"]
+    assert addresses(hostlocal.allocate(conf, "c2", "eth0")) == ["10.22.0.2/29"]
