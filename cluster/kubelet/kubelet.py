@@ -38,7 +38,7 @@ from . import runtime as runtimemod
 from . import volumes as volumesmod
 from .backoff import CrashLoopBackoff
 from .node import NodeReporter
-from .sandboxes import Sandboxes, SandboxRecord, load_records
+from .sandboxes import Sandboxes, SandboxRecord, load_records, stop_unrecorded
 from .status import (INIT, REGULAR, RUNNING, SIDECAR, TERMINAL_PHASES, TERMINATED, WAITING,
                      ContainerRecord, pod_status)
 
@@ -181,7 +181,8 @@ class Kubelet:
         self.pool.shutdown(wait=True)
 
     def _adopt(self) -> None:
-        for record in load_records(self.config.root_dir):
+        records = load_records(self.config.root_dir)
+        for record in records:
             st = PodState(record)
             for name, saved in record.containers.items():
                 fields = {f.name for f in dataclasses.fields(ContainerRecord)}
@@ -202,6 +203,12 @@ class Kubelet:
                     st.handles[name] = handle
             self.states[record.uid] = st
             self.controller.enqueue(record.key)
+        # A container the previous kubelet forked but died before recording would run beside
+        # its restarted self, and outlive its pod's namespace once the pod is deleted.
+        known = {h.pid for st in self.states.values() for h in st.handles.values()}
+        spawning = [r for r in records if any(c.get("spawning") for c in r.containers.values())]
+        for pid in stop_unrecorded(spawning, known):
+            log.info("killed process %d: a container the previous kubelet started but did not record", pid)
 
     # -- sync ------------------------------------------------------------------------------
 
@@ -341,7 +348,7 @@ class Kubelet:
             r.state, r.reason, r.exit_code, r.message = TERMINATED, "StartError", 128, str(e)
             r.started_at = r.finished_at = time.time()
             self.backoff.restarted(key, time.time())
-            self._save(st)
+            self._save(st, extra={c["name"]: {"spawning": False}})
             return self.backoff.current(key)
         st.liveness_killed.discard(c["name"])
         if ran:
@@ -388,11 +395,16 @@ class Kubelet:
             pid = start = None
         else:
             plan = volumesmod.mount_plan(c, st.volume_dirs, os.path.join(record.dir, "scratch", c["name"]))
-            procs = []
-            if cpu is not None or memory is not None:
-                procs = await self._blocking(self.cgroups.container, record.uid, c["name"], cpu, memory)
+            limited = cpu is not None or memory is not None
+            if limited:
                 st.cgroup_names.add(c["name"])
                 record.cgroups = self.cgroups.pod_dirs(record.uid, sorted(st.cgroup_names))
+            # Saved before the cgroups and the process exist: a kubelet killed before it saves
+            # the PID finds them on restart (the process by its namespace, see _adopt).
+            self._save(st, extra={c["name"]: {"spawning": True}})
+            procs = []
+            if limited:
+                procs = await self._blocking(self.cgroups.container, record.uid, c["name"], cpu, memory)
             handle = self.runtime.spawn(record.uid, c["name"], envmod.argv(c, env),
                                         netns_path=record.netns_path, uts=record.uts, env=env,
                                         log_path=os.path.join(log_dir, f"{restart_count}.log"),
@@ -407,7 +419,8 @@ class Kubelet:
         r.container_id = _container_id(record.uid, c["name"], restart_count)
         r.ready = not c.get("readinessProbe")
         r.started = not c.get("startupProbe")
-        self._save(st, extra={c["name"]: {"pid": pid, "start": start, "builtin": builtin is not None}})
+        self._save(st, extra={c["name"]: {"pid": pid, "start": start, "builtin": builtin is not None,
+                                          "spawning": False}})
         self._ensure_probes(st, pod, c, r)
 
     def _save(self, st: PodState, extra: dict | None = None) -> None:

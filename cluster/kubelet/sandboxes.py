@@ -20,7 +20,9 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
+import time
 
 from cni.runtime import RuntimeConf
 from netsim import netns
@@ -106,6 +108,38 @@ def load_records(root: str) -> list[SandboxRecord]:
     return records
 
 
+def stop_unrecorded(records: list[SandboxRecord], known: set[int]) -> list[int]:
+    """SIGKILL every session running in RECORDS' network namespaces that no PID in KNOWN leads,
+    and wait until they are gone; returns their leaders' PIDs.
+
+    For sandboxes whose record says a container was being spawned: the kubelet that forked it
+    may have died before saving its PID. Its process is a session leader (containers start in
+    a session of their own) in the pod's namespace; processes of a known container belong to
+    that container's session, and `netsim exec` keeps the caller's."""
+    leaders = [pid for r in records for pid in netns.processes_in(r.netns_path)
+               if pid not in known and _session_of(pid) == pid]
+    for pid in leaders:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + STOP_WAIT_S
+    while time.monotonic() < deadline and any(_session_of(pid) == pid for pid in leaders):
+        time.sleep(0.01)
+    return leaders
+
+
+STOP_WAIT_S = 2.0
+
+
+def _session_of(pid):
+    """The session ID of PID, None once it is gone or a zombie (its parent reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == b"Z" else int(fields[3])
+
+
 class Sandboxes:
     """Makes and removes sandboxes: namespaces, CNI ADD/DEL (in the node's namespace), records.
 
@@ -136,7 +170,11 @@ class Sandboxes:
         """Namespaces, then CNI ADD: record.ips is set. The record is saved before each step."""
         record.save()
         os.makedirs(record.log_dir, exist_ok=True)
-        if not netns.exists(record.netns):
+        if not (netns.exists(record.netns) and os.path.ismount(record.uts)):
+            # A kubelet killed while making them may have left a mount point without its mount
+            # (either namespace): what is there is removed, or the creation fails forever.
+            netns.delete(record.netns)
+            netns.delete_bound(record.uts)
             podsandbox.create(self.ledger, {"namespace": record.namespace, "name": record.name,
                                             "netns": record.netns}, record.dir)
         rt = record.runtime_conf()
