@@ -516,13 +516,26 @@ def _forget_neighbours(n, addresses):
         ipr.close()
 
 
+def _unheld(n, prev):
+    """prevResult's addresses that no attachment holds now. A DEL interrupted after it released
+    them and deleted the container's link (its kubelet killed) left their neighbour entries; the
+    DEL repeated finds neither and has only prevResult to name them. An address another pod took
+    meanwhile keeps its entry. host-local only: a delegated IPAM cannot be asked."""
+    hl = _hostlocal(n) if n.ipam else None
+    if hl is None or not prev:
+        return set()
+    held = hostlocal.Store(hl).reservations()
+    return {ip["address"] for ip in prev.get("ips", []) if ip["address"].split("/")[0] not in held}
+
+
 def cmd_del(args):
     n = NetConf(args.conf)
     released = _ipam_del(n, args) if n.ipam else []
     addresses = _delete_container_link(args)
     if not addresses:
         _delete_host_veth(n, args.prev_result)
-    _forget_neighbours(n, set(released) | set(addresses))
+    ours = set(released) | set(addresses)
+    _forget_neighbours(n, ours or _unheld(n, args.prev_result))
     if n.ip_masq:
         known = set(released) | set(addresses)
         prev = args.prev_result

@@ -95,6 +95,27 @@ def test_del_is_idempotent_and_cleans_up_after_the_netns_is_gone(cni_node):
     assert cni_node.call("DEL", "ctr-b", pod_b) == (0, None)
 
 
+def test_del_repeated_after_an_interrupted_one_forgets_the_pod_on_the_bridge(cni_node):
+    """A runtime killed mid-DEL, after the address was released and eth0 deleted, repeats DEL
+    with the cached result: the node's permanent neighbour entry for the pod goes too, unless
+    another pod holds the address by then."""
+    pod_a, pod_b = cni_node.pod(), cni_node.pod()
+    a = add(cni_node, "ctr-a", pod_a)
+    b = add(cni_node, "ctr-b", pod_b)
+    ip_a, ip_b = (r["ips"][0]["address"].split("/")[0] for r in (a, b))
+    lease = os.path.join(cni_node.data_dir, f"{cni_node.prefix}net", ip_a)
+    with open(lease, "w") as f:  # the interrupted DEL released it; another pod took it
+        f.write("ctr-c\r\neth0")
+    cni_node.run("ip", "link", "del", "eth0", where=pod_a)
+    conf = dict(cni_node.conf(), prevResult=a)
+    assert cni_node.call("DEL", "ctr-a", pod_a, conf=conf) == (0, None)
+    assert f"{ip_a} lladdr" in cni_node.run("ip", "neigh", "show", "dev", "cni0")
+    os.unlink(lease)  # nobody holds it
+    assert cni_node.call("DEL", "ctr-a", pod_a, conf=conf) == (0, None)
+    neighbours = cni_node.run("ip", "neigh", "show", "dev", "cni0")
+    assert f"{ip_a} lladdr" not in neighbours and f"{ip_b} lladdr" in neighbours
+
+
 @pytest.mark.parametrize("change,code", [
     ({"stdin": b"{bad"}, 6),
     ({"container_id": "-bad"}, 4),
