@@ -38,7 +38,7 @@ from . import runtime as runtimemod
 from . import volumes as volumesmod
 from .backoff import CrashLoopBackoff
 from .node import NodeReporter
-from .sandboxes import Sandboxes, SandboxRecord, load_records, stop_unrecorded
+from .sandboxes import Sandboxes, SandboxRecord, load_records, remove_unrecorded_dirs, stop_unrecorded
 from .status import (INIT, REGULAR, RUNNING, SIDECAR, TERMINAL_PHASES, TERMINATED, WAITING,
                      ContainerRecord, pod_status)
 
@@ -181,6 +181,7 @@ class Kubelet:
         self.pool.shutdown(wait=True)
 
     def _adopt(self) -> None:
+        remove_unrecorded_dirs(self.config.root_dir)
         records = load_records(self.config.root_dir)
         for record in records:
             st = PodState(record)

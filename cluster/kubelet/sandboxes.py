@@ -108,6 +108,21 @@ def load_records(root: str) -> list[SandboxRecord]:
     return records
 
 
+def remove_unrecorded_dirs(root: str) -> list[str]:
+    """Remove the pod directories under ROOT/pods that hold no record; returns them. A record is
+    written before anything of its sandbox is made and removed after all of it is gone, so such a
+    directory is only what a kubelet killed while writing the first record, or while removing
+    the directory, left behind: plain files. Call it before any sandbox is being made."""
+    pods = os.path.join(root, "pods")
+    removed = []
+    for uid in sorted(os.listdir(pods)) if os.path.isdir(pods) else []:
+        path = os.path.join(pods, uid)
+        if not os.path.exists(os.path.join(path, _RECORD)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def stop_unrecorded(records: list[SandboxRecord], known: set[int]) -> list[int]:
     """SIGKILL every session running in RECORDS' network namespaces that no PID in KNOWN leads,
     and wait until they are gone; returns their leaders' PIDs.
@@ -203,6 +218,8 @@ class Sandboxes:
         for path in record.cgroups:
             with contextlib.suppress(FileNotFoundError):
                 os.rmdir(path)
-        shutil.rmtree(record.dir, ignore_errors=True)
         if not keep_logs:
             shutil.rmtree(record.log_dir, ignore_errors=True)
+        # The directory with the record last: a kubelet killed before this finds the record and
+        # removes the rest; one killed during it leaves files only (remove_unrecorded_dirs).
+        shutil.rmtree(record.dir, ignore_errors=True)

@@ -76,3 +76,22 @@ def test_a_namespace_mount_point_left_without_its_mount_does_not_hold_the_pod_pe
         assert node.pod_namespaces() == [] and node.ipam_leases() == []
     finally:
         netns.delete(record.netns)
+
+
+def test_a_pod_directory_left_without_its_record_is_removed(node):
+    node.stop(signal.SIGKILL)
+    # As a kubelet killed while writing a first record, or while removing a pod's directory,
+    # leaves them: files that name nothing in the kernel.
+    writing = os.path.join(node.root, "pods", "0f6e3c1a-writing")
+    removing = os.path.join(node.root, "pods", "0f6e3c1a-removing")
+    os.makedirs(os.path.join(removing, "scratch", "c"))
+    os.makedirs(writing)
+    open(os.path.join(writing, ".sandbox-x1y2"), "w").close()
+    node.start()
+    node.wait_registered()
+    name = node.create(sleeper())
+    node.running(name)
+    assert not os.path.exists(writing) and not os.path.exists(removing)
+    node.delete(name)
+    node.gone(name)
+    assert os.listdir(os.path.join(node.root, "pods")) == []
