@@ -57,6 +57,11 @@ unit: setup
 bench: setup
 	$(PY) bench/cni.py
 	$(PY) bench/bringup.py
+	$(PY) bench/startup.py
+	$(PY) bench/churn.py
+	$(PY) bench/kubeproxy.py
+	$(PY) bench/apiserver.py
+	$(PY) bench/store.py
 
 clean:
 	rm -rf $(VENV) *.egg-info
