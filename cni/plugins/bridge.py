@@ -27,6 +27,7 @@ Deliberate deviations from the reference, each for a measured reason (MEASURED.m
 - IPv4 is the tested path; IPv6 addresses are configured without duplicate address detection.
 """
 
+import fcntl
 import ipaddress
 import json
 import os
@@ -52,6 +53,15 @@ _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 _NLMSG_HEADER = struct.Struct("=IHHII")
 _NLMSG_ERROR = 2
 EEXIST, ENOENT, ENODEV = 17, 2, 19
+# rtnetlink numbers (linux/rtnetlink.h, if_link.h, veth.h) for the messages encoded here
+RTM_NEWLINK, RTM_SETLINK = 16, 19
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x100, 0x200, 0x400
+NLA_F_NESTED = 0x8000
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_PROTINFO, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 12, 18, 28
+IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER, IFLA_BRPORT_MODE = 1, 2, 1, 4
+_IFINFOMSG = struct.Struct("=BxHiII")
+# ioctls (linux/sockios.h) that read one property of a link by name, in the caller's namespace
+SIOCGIFFLAGS, SIOCGIFADDR, SIOCGIFNETMASK, SIOCGIFHWADDR = 0x8913, 0x8915, 0x891B, 0x8927
 
 
 def _iproute():
@@ -181,6 +191,55 @@ def _link_kind(link):
     return link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
 
 
+# (namespace device, inode, bridge name) -> (index, _wanted(...)) of bridges an ADD of this
+# process ensured: a resident runtime's next ADD checks the bridge with ioctls (it is still that
+# link, up, with that gateway address first) instead of a link query and an address dump.
+_ensured = {}
+
+
+def _wanted(n, gateways):
+    """What _ensure_bridge makes sure of, if ioctls can check it (IPv4 only); else None."""
+    if n.is_gateway and "6" in gateways:
+        return None
+    v4 = gateways.get("4") if n.is_gateway else None
+    return n.is_gateway, n.promisc, (v4[0], v4[1].network.prefixlen) if v4 and v4[0] else None
+
+
+def _namespace_key(n):
+    st = os.stat("/proc/thread-self/ns/net")
+    return st.st_dev, st.st_ino, n.bridge
+
+
+def _ifreq(sock, request, name):
+    return fcntl.ioctl(sock, request, struct.pack("=16s24x", name.encode()))
+
+
+def _known_bridge(n, gateways):
+    """(index, MAC) of the bridge if an earlier ADD of this process ensured it as wanted now, in
+    this namespace, and it is still that link (same index, so not deleted and made again), up,
+    promiscuous if asked, with the gateway address as its first IPv4 address; else None."""
+    wanted = _wanted(n, gateways)
+    known = _ensured.get(_namespace_key(n)) if wanted else None
+    if known is None or known[1] != wanted:
+        return None
+    try:
+        if socket.if_nametoindex(n.bridge) != known[0]:
+            return None
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            flags = struct.unpack_from("=H", _ifreq(sock, SIOCGIFFLAGS, n.bridge), 16)[0]
+            mac = _ifreq(sock, SIOCGIFHWADDR, n.bridge)[18:24]
+            if not flags & IFF_UP or (n.promisc and not flags & IFF_PROMISC):
+                return None
+            if wanted[2]:
+                address = socket.inet_ntoa(_ifreq(sock, SIOCGIFADDR, n.bridge)[20:24])
+                mask = int.from_bytes(_ifreq(sock, SIOCGIFNETMASK, n.bridge)[20:24], "big")
+                if (address, mask.bit_count()) != wanted[2]:
+                    return None
+    except OSError:  # gone, or no IPv4 address
+        return None
+    return known[0], mac.hex(":")
+
+
 def _ensure_bridge(ipr, n, gateways):
     """The bridge's (index, MAC), creating it up if missing; gateway addresses when isGateway."""
     from pyroute2.netlink.exceptions import NetlinkError
@@ -210,6 +269,9 @@ def _ensure_bridge(ipr, n, gateways):
     if n.is_gateway:
         for gw, iface in gateways.values():
             _ensure_gateway_address(ipr, n, index, gw, iface)
+    wanted = _wanted(n, gateways)
+    if wanted:
+        _ensured[_namespace_key(n)] = index, wanted
     return index, link.get("address")
 
 
@@ -237,31 +299,39 @@ def _ensure_gateway_address(ipr, n, index, gw, iface):
             raise CNIError(spec.ERR_INTERNAL, f"could not add IP address to {n.bridge!r}: {e}") from None
 
 
-def _create_veth(ipr, n, args, bridge_index, container_fd, container_mac):
-    """One RTM_NEWLINK: the pair, peer named CNI_IFNAME inside the container, host end up on the
-    bridge. Returns (host name, host MAC)."""
-    from pyroute2.netlink.exceptions import NetlinkError
+def _rtattr(kind, payload):
+    size = 4 + len(payload)
+    return struct.pack("=HH", size, kind) + payload + bytes(-size % 4)
 
-    peer = {"ifname": args.ifname, "net_ns_fd": container_fd}
-    if container_mac:
-        peer["address"] = container_mac
-    if n.mtu:
-        peer["mtu"] = n.mtu
+
+def _link_attrs(name, mac, mtu):
+    attrs = _rtattr(IFLA_IFNAME, name.encode() + b"\0")
+    if mac:
+        attrs += _rtattr(IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
+    if mtu:
+        attrs += _rtattr(IFLA_MTU, struct.pack("=I", mtu))
+    return attrs
+
+
+def _create_veth(n, args, bridge_index, container_fd, container_mac):
+    """One RTM_NEWLINK (encoded here: pyroute2's request machinery costs more than the kernel's
+    work): the pair, peer named CNI_IFNAME inside the container, host end up on the bridge.
+    Returns (host name, host MAC)."""
+    peer = (_IFINFOMSG.pack(0, 0, 0, 0, 0) + _link_attrs(args.ifname, container_mac, n.mtu)
+            + _rtattr(IFLA_NET_NS_FD, struct.pack("=I", container_fd)))
+    info = _rtattr(IFLA_INFO_KIND, b"veth\0") + _rtattr(IFLA_INFO_DATA, _rtattr(VETH_INFO_PEER, peer))
     for _ in range(8):
         host_name, host_mac = f"veth{secrets.token_hex(4)}", _random_mac()
-        attrs = {"ifname": host_name, "kind": "veth", "address": host_mac, "master": bridge_index,
-                 "state": "up", "peer": peer}
-        if n.mtu:
-            attrs["mtu"] = n.mtu
-        try:
-            ipr.link("add", **attrs)
+        msg = (_IFINFOMSG.pack(0, 0, 0, IFF_UP, IFF_UP) + _link_attrs(host_name, host_mac, n.mtu)
+               + _rtattr(IFLA_MASTER, struct.pack("=I", bridge_index)) + _rtattr(IFLA_LINKINFO, info))
+        [error] = _rtnl_errors([(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)])
+        if not error:
             return host_name, host_mac
-        except NetlinkError as e:
-            if _netlink_code(e) != EEXIST:
-                raise CNIError(spec.ERR_INTERNAL, f"failed to create veth for {args.ifname!r}: {e}") from None
-            if _container_has_link(args.netns, args.ifname):
-                raise CNIError(spec.ERR_INTERNAL, f"container veth name provided ({args.ifname}) already exists",
-                               f"CNI_IFNAME {args.ifname!r} is taken in {args.netns}") from None
+        if error != EEXIST:
+            raise CNIError(spec.ERR_INTERNAL, f"failed to create veth for {args.ifname!r}: {os.strerror(error)}")
+        if _container_has_link(args.netns, args.ifname):
+            raise CNIError(spec.ERR_INTERNAL, f"container veth name provided ({args.ifname}) already exists",
+                           f"CNI_IFNAME {args.ifname!r} is taken in {args.netns}")
     raise CNIError(spec.ERR_INTERNAL, "could not find a free host veth name after 8 attempts")
 
 
@@ -274,18 +344,21 @@ def _container_has_link(path, ifname):
             ipr.close()
 
 
-def _rtnl_batch(requests):
-    """Send [(what, message, type, flags)] as ONE write on a netlink socket of the current
-    namespace and wait for every ack; the first failure raises naming WHAT."""
-    from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
-
+def _rtnl_errors(requests):
+    """Send [(message, type, flags)] as ONE write on a netlink socket of the current namespace
+    and wait for every ack; returns each request's errno (0: done). A message is a pyroute2
+    message or its encoded body (what follows the netlink header)."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
     try:
         sock.bind((0, 0))
         payload = []
-        for seq, (_, msg, msg_type, flags) in enumerate(requests, 1):
+        for seq, (msg, msg_type, flags) in enumerate(requests, 1):
+            flags |= NLM_F_REQUEST | NLM_F_ACK
+            if isinstance(msg, bytes):
+                payload.append(_NLMSG_HEADER.pack(_NLMSG_HEADER.size + len(msg), msg_type, flags, seq, 0) + msg)
+                continue
             msg["header"]["type"] = msg_type
-            msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | flags
+            msg["header"]["flags"] = flags
             msg["header"]["sequence_number"] = seq
             msg.encode()
             payload.append(msg.data)
@@ -301,15 +374,19 @@ def _rtnl_batch(requests):
                 offset += (length + 3) & ~3
     finally:
         sock.close()
-    for seq, (what, *_) in enumerate(requests, 1):
-        if errors.get(seq):
-            raise CNIError(spec.ERR_INTERNAL, f"failed to {what}: {os.strerror(errors[seq])}")
+    return [errors.get(seq, 0) for seq in range(1, len(requests) + 1)]
+
+
+def _rtnl_batch(requests):
+    """_rtnl_errors for [(what, message, type, flags)]: the first failure raises naming WHAT."""
+    for (what, *_), error in zip(requests, _rtnl_errors([r[1:] for r in requests])):
+        if error:
+            raise CNIError(spec.ERR_INTERNAL, f"failed to {what}: {os.strerror(error)}")
 
 
 def _configure_container(args, result, gateways, bridge_mac, n):
     """Inside the container, in one netlink batch: addresses, link up, routes, and the
     permanent neighbour entry for the gateway."""
-    from pyroute2.netlink import NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE
     from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH, RTM_NEWROUTE
     from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
@@ -353,6 +430,26 @@ def _configure_container(args, result, gateways, bridge_mac, n):
         _rtnl_batch(requests)
 
 
+def _configure_host(n, host_name, bridge_index, v4, container_mac):
+    """Hairpin on the host end, and the bridge's permanent neighbour entry for the pod: one batch."""
+    from pyroute2.netlink.rtnl import RTM_NEWNEIGH
+    from pyroute2.netlink.rtnl.ndmsg import ndmsg
+
+    requests = []
+    if n.hairpin:
+        # `bridge link set dev HOST hairpin on`; the index by an ioctl in this thread's namespace
+        port = _IFINFOMSG.pack(socket.AF_BRIDGE, 0, socket.if_nametoindex(host_name), 0, 0)
+        port += _rtattr(IFLA_PROTINFO | NLA_F_NESTED, _rtattr(IFLA_BRPORT_MODE, b"\1"))
+        requests.append((f"set hairpin mode on {host_name}", port, RTM_SETLINK, 0))
+    if n.is_gateway and v4:
+        msg = ndmsg()
+        msg["family"], msg["ifindex"], msg["state"] = _FAMILY[4], bridge_index, NUD_PERMANENT
+        msg["attrs"] = [("NDA_DST", str(v4[1].ip)), ("NDA_LLADDR", container_mac)]
+        requests.append((f"add neighbour {v4[1].ip} on {n.bridge}", msg, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE))
+    if requests:
+        _rtnl_batch(requests)
+
+
 def _enable_forwarding(families):
     for family in families:
         path = "/proc/sys/net/ipv4/ip_forward" if family == "4" else "/proc/sys/net/ipv6/conf/all/forwarding"
@@ -389,25 +486,24 @@ def cmd_add(args):
                         routes.append({"dst": default, "gw": gw})
             v4 = gateways.get("4")
             container_mac = mac_for_ipv4(v4[1].ip) if v4 else None
-            ipr = _iproute()
-            try:
-                bridge_index, bridge_mac = _ensure_bridge(ipr, n, gateways)
-                host_name, host_mac = _create_veth(ipr, n, args, bridge_index, container_fd, container_mac)
-                result = {"interfaces": [{"name": n.bridge, "mac": bridge_mac},
-                                         {"name": host_name, "mac": host_mac},
-                                         {"name": args.ifname, "mac": container_mac, "sandbox": args.netns}],
-                          "ips": ips, "routes": routes, "dns": n.dns or ipam.get("dns") or {}}
-                _configure_container(args, result, gateways, bridge_mac, n)
-                if n.hairpin:
-                    # An ioctl in this thread's namespace (IPR's): no link message to parse.
-                    ipr.brport("set", index=socket.if_nametoindex(host_name), mode=1)
-                if n.is_gateway and v4:
-                    ipr.neigh("replace", dst=str(v4[1].ip), lladdr=container_mac, ifindex=bridge_index,
-                              state=NUD_PERMANENT)
-                if not container_mac:
-                    result["interfaces"][2]["mac"] = _container_mac(args)
-            finally:
-                ipr.close()
+            known = _known_bridge(n, gateways)
+            if known:
+                bridge_index, bridge_mac = known
+            else:
+                ipr = _iproute()
+                try:
+                    bridge_index, bridge_mac = _ensure_bridge(ipr, n, gateways)
+                finally:
+                    ipr.close()
+            host_name, host_mac = _create_veth(n, args, bridge_index, container_fd, container_mac)
+            result = {"interfaces": [{"name": n.bridge, "mac": bridge_mac},
+                                     {"name": host_name, "mac": host_mac},
+                                     {"name": args.ifname, "mac": container_mac, "sandbox": args.netns}],
+                      "ips": ips, "routes": routes, "dns": n.dns or ipam.get("dns") or {}}
+            _configure_container(args, result, gateways, bridge_mac, n)
+            _configure_host(n, host_name, bridge_index, v4, container_mac)
+            if not container_mac:
+                result["interfaces"][2]["mac"] = _container_mac(args)
             if n.is_gateway:
                 _enable_forwarding(gateways)
             if n.ip_masq:

@@ -182,3 +182,27 @@ def test_other_ipam_types_are_executed_from_cni_path(cni_node):
     assert cni_node.nat_rules() == []
     code, out = cni_node.call("ADD", "ctr2", cni_node.pod(), conf=dict(conf, ipam={"type": "nope"}), env=env)
     assert code == 1 and "nope" in out["msg"]
+
+
+def test_a_bridge_deleted_or_changed_between_adds_is_made_as_configured_again(cni_node):
+    """A resident runtime remembers the bridge it ensured; whatever happened to it meanwhile,
+    the next ADD leaves it up, with its gateway address, or fails if the name is taken."""
+    def bridge():
+        return cni_node.run("ip", "-o", "addr", "show", "dev", "cni0")
+
+    add(cni_node, "ctr-a", cni_node.pod())
+    cni_node.run("ip", "link", "del", "cni0")
+    b = add(cni_node, "ctr-b", cni_node.pod())
+    assert "inet 10.77.0.1/24" in bridge()
+    assert "master cni0" in cni_node.run("ip", "-o", "link", "show", b["interfaces"][1]["name"])
+    cni_node.run("ip", "addr", "flush", "dev", "cni0")
+    cni_node.run("ip", "link", "set", "cni0", "down")
+    pod_c = cni_node.pod()
+    add(cni_node, "ctr-c", pod_c)
+    assert "inet 10.77.0.1/24" in bridge()
+    assert "state UP" in cni_node.run("ip", "-o", "link", "show", "cni0")
+    assert tcp_connects(cni_node.path, pod_c, "10.77.0.1")
+    cni_node.run("ip", "link", "del", "cni0")
+    cni_node.run("ip", "link", "add", "cni0", "type", "veth", "peer", "name", "cni0p")
+    code, out = cni_node.call("ADD", "ctr-d", cni_node.pod())
+    assert code == 1 and "already exists but is not a bridge" in out["msg"]
