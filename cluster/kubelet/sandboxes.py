@@ -7,6 +7,11 @@ containers start, so a kubelet killed at any point finds on its next start every
 have made: the ones whose pod is gone are torn down (CNI DEL, namespaces, cgroup), the others
 are adopted. Teardown is idempotent: each step accepts that its object is already gone.
 
+The record file is a log: each save appends the whole record as one JSON line, and the last
+line that parses is the record (a save cut short by a kill leaves the lines before it whole).
+A new file per save (written aside, renamed over) cost more than anything else a pod makes on
+a journal-less ext4, where every inode allocation scans past those freed in the last minutes.
+
 Names: the pod's network namespace is `<prefix>_<namespace>_<pod>_<uid[:8]>` (one pod
 incarnation, one name, readable in `ip netns list`); the CNI container ID is sha256 of the UID.
 Container logs live in `<root>/logs/<namespace>_<pod>_<uid>/<container>/<restart>.log`, the
@@ -30,6 +35,7 @@ from netsim import sandbox as podsandbox
 
 NETNS_NAME_MAX = 255
 _RECORD = "sandbox.json"
+_COMPACT_BYTES = 64 * 1024  # a log past this is rewritten as its last line (crash loops save often)
 
 
 def sandbox_id(uid: str) -> str:
@@ -81,12 +87,30 @@ class SandboxRecord:
                                  ("K8S_POD_UID", self.uid)])
 
     def save(self) -> None:
-        """Write the record atomically (a reader never sees half of it)."""
-        os.makedirs(self.dir, exist_ok=True)
+        """Append the record to its log (a reader, or the next kubelet, sees it whole or sees
+        the previous one). The leading newline ends a line a killed save cut short."""
+        line = f"\n{json.dumps(dataclasses.asdict(self))}\n".encode()
+        path = os.path.join(self.dir, _RECORD)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            os.makedirs(self.dir, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(fd).st_size > _COMPACT_BYTES:
+                self._rewrite(line)
+                return
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+    def _rewrite(self, line: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".sandbox-")
         try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(dataclasses.asdict(self), f)
+            with os.fdopen(fd, "wb") as f:
+                f.write(line)
             os.replace(tmp, os.path.join(self.dir, _RECORD))
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -94,30 +118,49 @@ class SandboxRecord:
             raise
 
 
+def read_record(path: str) -> dict | None:
+    """The last whole record in the record log at PATH; None if it holds none (a kubelet
+    killed during the first save) or is unreadable."""
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if line.strip():
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue  # cut short by a kill
+            if isinstance(doc, dict):
+                return doc
+    return None
+
+
 def load_records(root: str) -> list[SandboxRecord]:
     """Every sandbox record under ROOT/pods (unreadable ones are skipped: they name nothing)."""
     pods = os.path.join(root, "pods")
     records = []
     for uid in sorted(os.listdir(pods)) if os.path.isdir(pods) else []:
+        doc = read_record(os.path.join(pods, uid, _RECORD))
         try:
-            with open(os.path.join(pods, uid, _RECORD)) as f:
-                doc = json.load(f)
             records.append(SandboxRecord(**doc))
-        except (OSError, ValueError, TypeError):
+        except TypeError:  # none, or not a record
             continue
     return records
 
 
 def remove_unrecorded_dirs(root: str) -> list[str]:
-    """Remove the pod directories under ROOT/pods that hold no record; returns them. A record is
-    written before anything of its sandbox is made and removed after all of it is gone, so such a
-    directory is only what a kubelet killed while writing the first record, or while removing
-    the directory, left behind: plain files. Call it before any sandbox is being made."""
+    """Remove the pod directories under ROOT/pods that hold no whole record; returns them. A
+    record is written before anything of its sandbox is made and removed after all of it is
+    gone, so such a directory is only what a kubelet killed while writing the first record, or
+    while removing the directory, left behind: plain files. Call it before any sandbox is being
+    made."""
     pods = os.path.join(root, "pods")
     removed = []
     for uid in sorted(os.listdir(pods)) if os.path.isdir(pods) else []:
         path = os.path.join(pods, uid)
-        if not os.path.exists(os.path.join(path, _RECORD)):
+        if read_record(os.path.join(path, _RECORD)) is None:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed

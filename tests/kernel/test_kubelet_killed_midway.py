@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from cluster.kubelet.sandboxes import SandboxRecord, netns_name, sandbox_id
+from cluster.kubelet.sandboxes import SandboxRecord, netns_name, read_record, sandbox_id
 from netsim import netns
 from tests.kernel.kubelet_fixtures import kubelet_api, node  # noqa: F401
 
@@ -36,8 +36,7 @@ def test_a_container_forked_but_not_recorded_is_not_left_running_beside_its_rest
     path = os.path.join(node.root, "pods", uid, "sandbox.json")
     node.stop(signal.SIGKILL)
     # As a kubelet killed after the fork but before it saved the PID leaves the record.
-    with open(path) as f:
-        record = json.load(f)
+    record = read_record(path)
     [forked] = sessions_in(netns.netns_path(record["netns"]))
     record["containers"]["sleep"].update(state="waiting", reason="ContainerCreating", pid=None, start=None,
                                          started_at=None, spawning=True)
@@ -94,4 +93,19 @@ def test_a_pod_directory_left_without_its_record_is_removed(node):
     assert not os.path.exists(writing) and not os.path.exists(removing)
     node.delete(name)
     node.gone(name)
+    assert os.listdir(os.path.join(node.root, "pods")) == []
+
+
+def test_a_record_save_cut_short_leaves_the_previous_record(node):
+    name = node.create(sleeper())
+    uid = node.running(name)["metadata"]["uid"]
+    node.stop(signal.SIGKILL)
+    # As a kubelet killed in the middle of appending a save leaves the record's log.
+    with open(os.path.join(node.root, "pods", uid, "sandbox.json"), "a") as f:
+        f.write('\n{"uid": "' + uid + '", "namespace": "default", "na')
+    node.start()
+    node.running(name)
+    node.delete(name)
+    node.gone(name)
+    assert node.pod_namespaces() == [] and node.ipam_leases() == []
     assert os.listdir(os.path.join(node.root, "pods")) == []
