@@ -13,6 +13,7 @@ programming latency count of the slice they wrote, or the rules of the Service) 
 assert what a user sees right after.
 """
 
+import contextlib
 import datetime
 import os
 import secrets
@@ -55,7 +56,7 @@ class Lab:
 
     def __init__(self):
         self.tag = f"t{secrets.token_hex(3)}"
-        self.made, self.sockets = [], []
+        self.made, self.sockets, self.threads = [], [], []
 
     def name(self, role):
         return f"{self.tag}{role}"
@@ -115,7 +116,7 @@ class Lab:
                 with conn:
                     conn.sendall(f"{role} {peer[0]}".encode())
 
-        threading.Thread(target=loop, daemon=True).start()
+        self._start(loop)
 
     def serve_udp(self, role, port):
         srv = self._socket(role, socket.SOCK_DGRAM)
@@ -126,11 +127,18 @@ class Lab:
             while True:
                 try:
                     _, peer = srv.recvfrom(64)
+                    if peer is None:  # shut down by teardown
+                        return
                     srv.sendto(role.encode(), peer)
                 except OSError:
                     return
 
-        threading.Thread(target=loop, daemon=True).start()
+        self._start(loop)
+
+    def _start(self, loop):
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        self.threads.append(thread)
 
     def tcp(self, role, addr, port, timeout=3.0):
         """(pod that answered, client address it saw) for a TCP connect from ROLE's namespace."""
@@ -154,6 +162,15 @@ class Lab:
             return subprocess.run(["iptables-legacy-save"], capture_output=True, text=True, check=True).stdout
 
     def teardown(self):
+        # Stop the servers before closing their sockets. A thread left blocked in accept() or
+        # recvfrom() on a closed descriptor has the call restarted by any SA_RESTART signal on
+        # the same number, which the next module's lab reuses: it then answers that lab's
+        # connections with its own pod's name (seen as Local policies reaching remote pods).
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):  # ENOTCONN for UDP, whose reader still wakes
+                sock.shutdown(socket.SHUT_RDWR)
+        for thread in self.threads:
+            thread.join(5)
         for sock in self.sockets:
             sock.close()
         for name in self.made:
