@@ -4,6 +4,7 @@ kubelet registers its Node and renews its Lease."""
 
 import time
 
+from cluster.api.errors import APIError
 from cluster.api.resources import lookup
 from netsim import netns
 from tests.kernel.kubelet_fixtures import AGNHOST, http_get, kubelet_api, node  # noqa: F401
@@ -23,7 +24,16 @@ def test_node_registers_and_renews_its_lease(node):
     ready = next(c for c in n["status"]["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True" and ready["reason"] == "KubeletReady"
     assert int(n["status"]["allocatable"]["pods"]) == 110
-    first = node.call(node.client.get(LEASES, node.name, "kube-node-lease"))["spec"]["renewTime"]
+    # The first heartbeat creates the Lease just after the Node is registered.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            first = node.call(node.client.get(LEASES, node.name, "kube-node-lease"))["spec"]["renewTime"]
+            break
+        except APIError as e:
+            if e.code != 404 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
     time.sleep(2.2)
     assert node.call(node.client.get(LEASES, node.name, "kube-node-lease"))["spec"]["renewTime"] != first
 
