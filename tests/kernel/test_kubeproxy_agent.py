@@ -23,6 +23,7 @@ from tests.kernel.kubeproxy_fixtures import (  # noqa: F401 (cluster and svc are
     EXTERNAL_IP,
     NODE,
     NODE_IP,
+    NS,
     PODS,
     SERVERS,
     cluster,
@@ -123,7 +124,10 @@ def test_flushed_tables_are_rewritten_by_the_periodic_sync(cluster, svc):
             subprocess.run(["iptables-legacy", "-t", table, "-F"], check=True)
             subprocess.run(["iptables-legacy", "-t", table, "-X"], check=True)
     # The canary went with them: the next periodic sync (every 2 s here) writes everything again.
-    eventually(lambda: "KUBE-PROXY-CANARY" in cluster.lab.rules(), timeout=10, what="a full resync")
+    # It is back first (mangle is committed before nat), so wait for the Service's own rule: a
+    # SYN sent in between would leave an un-DNATed conntrack entry its retries follow.
+    eventually(lambda: "KUBE-PROXY-CANARY" in (rules := cluster.lab.rules())
+               and f'"{NS}/{svc}:http cluster IP"' in rules, timeout=10, what="a full resync")
     assert cluster.lab.tcp("client", s["spec"]["clusterIP"], 80)[0] == "pod1"
 
 
