@@ -7,7 +7,8 @@ stays bound to the namespace it was opened in, whereas scapy's own sockets look 
 routes up in the namespace of the process, the host's. Here: the REJECT of a Service without
 endpoints (ICMP port unreachable quoting the packet), DNAT and un-DNAT as the endpoint and the
 client see them, NodePort masquerading with both external traffic policies, and a UDP flow
-moving to a replaced endpoint because the agent deleted its stale conntrack entry.
+moving to a replaced endpoint because the agent deleted its stale conntrack entry, and an
+SCTP INIT DNATed to its endpoint (this kernel has SCTP in netfilter but no SCTP sockets).
 """
 # ruff: noqa: F811 (test arguments name the fixtures imported below)
 
@@ -20,6 +21,7 @@ import time
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror, UDPerror
 from scapy.layers.l2 import Ether
+from scapy.layers.sctp import SCTP, SCTPChunkInit
 
 from netsim import netns
 from tests.kernel.kubeproxy_fixtures import (  # noqa: F401 (cluster and svc are fixtures)
@@ -200,3 +202,21 @@ def test_udp_flow_follows_a_replaced_endpoint_at_once(cluster, svc):
             dgram = at_new.first("in", lambda p: UDP in p and p[UDP].dport == 8081)
             assert (dgram[IP].src, dgram[UDP].sport, dgram[IP].dst) == (PODS["client"], sport, PODS["pod3"])
             assert not [p for p in at_old.queued() if UDP in p], "the replaced endpoint still got the flow"
+
+
+def test_sctp_cluster_ip_is_dnated_to_the_endpoint(cluster, svc):
+    # This kernel has no SCTP sockets (socket(IPPROTO_SCTP) is EPROTONOSUPPORT), but netfilter's
+    # sctp match and SCTP connection tracking are there: a crafted INIT shows the Service's
+    # rules at work, as far as the kernel allows.
+    ip = cluster.service(svc, ports=(("diameter", 3868, 3868, "SCTP"),))["spec"]["clusterIP"]
+    cluster.endpoint_slice(svc, [("pod3", NODE)], port=3868, protocol="SCTP", port_name="diameter")
+    rule = next(r for r in cluster.lab.rules().splitlines() if f'"{NS}/{svc}:diameter cluster IP"' in r)
+    assert rule.startswith(f"-A KUBE-SERVICES -d {ip}/32 -p sctp ") and "-m sctp --dport 3868 " in rule
+    sport = random.randint(20000, 60000)
+    init = IP(src=PODS["client"], dst=ip) / SCTP(sport=sport, dport=3868, tag=0) / \
+        SCTPChunkInit(init_tag=0x1234, a_rwnd=65535, n_out_streams=1, n_in_streams=1, init_tsn=1)
+    with capturing(cluster.lab, "pod3") as (at_pod,):
+        send_crafted(cluster.lab, "client", init)
+        got = at_pod.first("in", lambda p: SCTP in p)
+    assert (got[IP].src, got[IP].dst, got[SCTP].sport, got[SCTP].dport) == (PODS["client"], PODS["pod3"], sport, 3868)
+    assert got[SCTPChunkInit].init_tag == 0x1234
