@@ -57,8 +57,11 @@ class Cgroups:
             if not os.path.isdir(path):
                 if self.ledger is not None:
                     self.ledger.record("cgroup", path=path)
-                os.mkdir(path)
-                made.append(path)
+                try:
+                    os.mkdir(path)
+                    made.append(path)
+                except FileExistsError:
+                    pass  # another container of the node, started on another worker, made it
         return path
 
     def container(self, uid: str, name: str, cpu_milli: int | None, memory: int | None) -> list[str]:

@@ -7,6 +7,8 @@ checks what the kubelet writes). The v1 path runs against the real kernel in
 tests/kernel/test_kubelet_containers.py.
 """
 
+import os
+
 import pytest
 
 from cluster.kubelet.cgroups import Cgroups, limits_of
@@ -64,3 +66,27 @@ def test_limits_come_from_resources_limits_and_bad_quantities_are_config_errors(
     assert limits_of({}) == (None, None)
     with pytest.raises(ConfigError, match="container 'c' resources.limits"):
         limits_of({"name": "c", "resources": {"limits": {"memory": "lots"}}})
+
+
+def test_containers_started_at_once_share_the_node_and_pod_levels(unified):
+    # The kubelet starts containers on several workers: two may both find the node's cgroup
+    # missing, and the second mkdir must not fail its container (it did: StartError, EEXIST).
+    import threading
+
+    cg = Cgroups("netsim", "n", mount=str(unified))
+    barrier, errors = threading.Barrier(8), []
+
+    def start(i):
+        barrier.wait()
+        try:
+            cg.container(f"u{i % 2}", f"c{i}", cpu_milli=100, memory=None)
+        except OSError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(os.listdir(unified / "netsim" / "n")) == ["cgroup.subtree_control", "podu0", "podu1"]
