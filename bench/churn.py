@@ -28,6 +28,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench._cluster import running_cluster  # noqa: E402
+from cluster.kubelet import cgroups  # noqa: E402
 from tests.support.churn import Footprint, churn, leaked  # noqa: E402
 
 
@@ -37,15 +38,18 @@ def main():
     ap.add_argument("--pods", type=int, default=100, help="pods per cycle (default 100)")
     ap.add_argument("--cycles", type=int, default=10, help="create/delete cycles (default 10)")
     ap.add_argument("--process-pods", type=int, default=10,
-                    help="of the pods, how many run a process container with limits (default 10)")
+                    help="of the pods, how many run a process container, with CPU and memory limits "
+                         "where the host has the cgroup controllers (default 10)")
     args = ap.parse_args()
     if not 0 <= args.process_pods <= args.pods:
         ap.error(f"--process-pods {args.process_pods}: expected 0 to --pods ({args.pods})")
+    limits = cgroups.available()  # without the controllers, process containers run unlimited
     with tempfile.TemporaryDirectory(prefix="netsim-bench-") as tmp, \
             running_cluster("churn", args.nodes, tmp) as cluster:
-        report = asyncio.run(churn(Footprint(cluster.root), args.cycles, args.pods, args.process_pods))
+        report = asyncio.run(churn(Footprint(cluster.root), args.cycles, args.pods, args.process_pods,
+                                   limits=limits))
     result = {"benchmark": "churn", "target": f"no leaks after {args.cycles} create/delete cycles of {args.pods} pods",
-              "nodes": args.nodes, "pods": args.pods, "process_pods": args.process_pods,
+              "nodes": args.nodes, "pods": args.pods, "process_pods": args.process_pods, "limits": limits,
               "cycles": report["cycles"], "leaks": report["leaks"], "kubelets": report["kubelets"],
               "final": report["final"]}
     print(json.dumps(result, indent=2))

@@ -12,6 +12,7 @@ removes it also after the kubelet was killed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 
 from cluster.api.quantity import Quantity, QuantityError
@@ -31,6 +32,16 @@ def limits_of(container: dict) -> tuple[int | None, int | None]:
     except QuantityError as e:
         raise ConfigError(f"container {container.get('name')!r} resources.limits: {e}") from None
     return cpu, memory
+
+
+def available(mount: str = CGROUP_MOUNT) -> bool:
+    """Whether limits can be applied: cpu and memory on the unified (v2) tree at MOUNT, or the
+    v1 cpu and memory hierarchies mounted under it."""
+    try:
+        with open(os.path.join(mount, "cgroup.controllers")) as f:
+            return {"cpu", "memory"} <= set(f.read().split())
+    except FileNotFoundError:
+        return all(os.path.isdir(os.path.join(mount, c)) for c in ("cpu", "memory"))
 
 
 class Cgroups:
@@ -67,6 +78,10 @@ class Cgroups:
     def container(self, uid: str, name: str, cpu_milli: int | None, memory: int | None) -> list[str]:
         """Create the container's cgroups with its limits; the `cgroup.procs` files to join."""
         parts = self.relative.split("/") + [f"pod{uid}", name]
+        if not available(self.mount):
+            raise FileNotFoundError(errno.ENOENT, f"container {name!r} has CPU or memory limits, but this host has "
+                                    f"no cgroup cpu and memory controllers at {self.mount} (v2, or v1 "
+                                    "hierarchies named cpu and memory): mount them, or drop the limits")
         procs = []
         for base in self._hierarchies():
             path = self._make(base, parts)

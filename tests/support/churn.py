@@ -44,13 +44,14 @@ NODE_COUNTS = ("ipam_leases", "veths", "bridge_neighbours", "links", "sandbox_re
 CLUSTER_COUNTS = ("pod_netns", "netns_mounts", "cni_cache_results", "container_processes")
 
 
-def pod(name, run, process=False):
+def pod(name, run, process=False, limits=True):
     """A pod of the default image (netsim's echo server on its containerPort, on the kubelet's
-    resident server), or with PROCESS a real process container with CPU and memory limits (its
-    own cgroups, a ledger entry): both kubelet paths churn."""
+    resident server), or with PROCESS a real process container (a ledger entry), with LIMITS
+    also CPU and memory limits (its own cgroups): both kubelet paths churn."""
     if process:
-        container = {"name": "sleep", "image": "debian:12", "command": ["sleep", "3600"],
-                     "resources": {"limits": {"cpu": "50m", "memory": "32Mi"}}}
+        container = {"name": "sleep", "image": "debian:12", "command": ["sleep", "3600"]}
+        if limits:
+            container["resources"] = {"limits": {"cpu": "50m", "memory": "32Mi"}}
     else:
         container = {"name": "web", "image": "nginx", "ports": [{"containerPort": 80}]}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {LABEL: run}},
@@ -276,8 +277,10 @@ async def _bounded(fn, items):
 
 
 async def cycle(client: Client, footprint: Footprint, baseline: dict, run: str, pods: int,
-                process_pods: int, timeout: float) -> dict:
-    """Create PODS pods (PROCESS_PODS of them process containers), wait until all are Running,
+                process_pods: int, timeout: float, limits: bool = True) -> dict:
+    """Create PODS pods (PROCESS_PODS of them process containers, with LIMITS CPU and memory
+    limits), wait until all are Running and Ready (a crash-looping container leaves its pod
+    Running, not Ready),
     delete them, wait until the API has none and the nodes are as in BASELINE (or TIMEOUT).
     Returns the cycle's timings in seconds and the counts while all pods ran (`peak`)."""
     names = [f"{run}-{i}" for i in range(pods)]
@@ -294,8 +297,8 @@ async def cycle(client: Client, footprint: Footprint, baseline: dict, run: str, 
                 if type_ == "DELETED":
                     gone.add(name)
                 elif type_ in ("ADDED", "MODIFIED"):
-                    phase[name] = (obj.get("status") or {}).get("phase")
-                if sum(1 for n in names if phase.get(n) == "Running") == pods:
+                    phase[name] = _state(obj)
+                if sum(1 for n in names if phase.get(n) == READY) == pods:
                     all_running.set()
                 if len(gone) == pods:
                     all_gone.set()
@@ -304,8 +307,8 @@ async def cycle(client: Client, footprint: Footprint, baseline: dict, run: str, 
     watcher = asyncio.create_task(watch())
     try:
         start = time.perf_counter()
-        await _bounded(lambda n: client.create(PODS, pod(n, run, n in process), NAMESPACE), names)
-        await _wait(all_running, timeout, lambda: "not Running: " + _pending(names, phase))
+        await _bounded(lambda n: client.create(PODS, pod(n, run, n in process, limits), NAMESPACE), names)
+        await _wait(all_running, timeout, lambda: "not Running and Ready: " + _pending(names, phase))
         running_s = time.perf_counter() - start
         # What the running pods hold: the counts a leak would leave, so a reader (and a test)
         # sees that the leak check counts something.
@@ -327,8 +330,25 @@ async def cycle(client: Client, footprint: Footprint, baseline: dict, run: str, 
             "delete_to_nodes_clean_s": round(time.perf_counter() - start, 3), "peak": peak}
 
 
+READY = "Running, Ready"
+
+
+def _state(pod):
+    """READY, or the pod's phase with why a container waits (and what its last run said)."""
+    status = pod.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    if status.get("phase") == "Running" and ready:
+        return READY
+    for cs in status.get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting")
+        if waiting:
+            last = (cs.get("lastState") or {}).get("terminated") or {}
+            return ", ".join(filter(None, [status.get("phase"), waiting.get("reason"), last.get("message")]))
+    return status.get("phase") or "no status"
+
+
 def _pending(names, phase):
-    missing = [f"{n} ({phase.get(n) or 'no status'})" for n in names if phase.get(n) != "Running"]
+    missing = [f"{n} ({phase.get(n) or 'no status'})" for n in names if phase.get(n) != READY]
     return f"{len(missing)} pods, e.g. " + ", ".join(missing[:5])
 
 
@@ -340,8 +360,9 @@ async def _wait(event, timeout, what):
 
 
 async def churn(footprint: Footprint, cycles: int, pods: int, process_pods: int = 0,
-                timeout: float = 120.0) -> dict:
-    """Run CYCLES create/delete cycles of PODS pods. The report: per cycle its timings, the
+                timeout: float = 120.0, limits: bool = True) -> dict:
+    """Run CYCLES create/delete cycles of PODS pods (PROCESS_PODS of them process containers,
+    with LIMITS CPU and memory limits). The report: per cycle its timings, the
     counts while its pods ran (`peak`), what it left behind against the baseline (nothing:
     {}) and the kubelets' usage; `leaks` (after the last cycle against before the first),
     `kubelets` (RSS/fd growth), the `baseline` and `final` snapshots."""
@@ -350,7 +371,8 @@ async def churn(footprint: Footprint, cycles: int, pods: int, process_pods: int 
     snapshots, results = [baseline], []
     async with Client.from_kubeconfig(footprint.kubeconfig) as client:
         for i in range(cycles):
-            timings = await cycle(client, footprint, baseline, f"churn{i + 1}", pods, process_pods, timeout)
+            timings = await cycle(client, footprint, baseline, f"churn{i + 1}", pods, process_pods, timeout,
+                                  limits)
             snap = await asyncio.to_thread(footprint.snapshot)
             snapshots.append(snap)
             left = {k: v for k, v in leaks(baseline, snap).items() if v}

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from cluster.kubelet.cgroups import Cgroups, limits_of
+from cluster.kubelet.cgroups import Cgroups, available, limits_of
 from cluster.kubelet.env import ConfigError
 
 def read(path):
@@ -90,3 +90,12 @@ def test_containers_started_at_once_share_the_node_and_pod_levels(unified):
         t.join()
     assert errors == []
     assert sorted(os.listdir(unified / "netsim" / "n")) == ["cgroup.subtree_control", "podu0", "podu1"]
+
+
+def test_without_the_controllers_a_container_with_limits_is_refused_saying_why(tmp_path):
+    # A chroot with /sys bound without its submounts, say: no v2 controllers, no v1 hierarchies.
+    assert not available(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="has CPU or memory limits, but this host has no cgroup cpu"):
+        Cgroups("netsim", "n", mount=str(tmp_path)).container("u", "app", cpu_milli=100, memory=None)
+    (tmp_path / "cgroup.controllers").write_text("cpuset io pids\n")  # v2 without cpu and memory
+    assert not available(str(tmp_path))
