@@ -200,7 +200,7 @@ async def serve(request, registry, res, ns, name, query, form):
     return resp
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=256)
 def _decoded(value, revision):
     """VALUE as an object, decoded once for every filtered watch that sees the same event (the
     store hands each the same bytes: a pod event reaches every kubelet's watch). Shared: callers

@@ -51,6 +51,7 @@ class Cgroups:
         self.mount = mount
         self.ledger = ledger
         self.v2 = os.path.exists(os.path.join(mount, "cgroup.controllers"))
+        self.available = available(mount)  # read once: every container with limits asks
         self.relative = os.path.join(root_name.strip("/"), node)
 
     def _hierarchies(self):
@@ -78,7 +79,7 @@ class Cgroups:
     def container(self, uid: str, name: str, cpu_milli: int | None, memory: int | None) -> list[str]:
         """Create the container's cgroups with its limits; the `cgroup.procs` files to join."""
         parts = self.relative.split("/") + [f"pod{uid}", name]
-        if not available(self.mount):
+        if not self.available:
             raise FileNotFoundError(errno.ENOENT, f"container {name!r} has CPU or memory limits, but this host has "
                                     f"no cgroup cpu and memory controllers at {self.mount} (v2, or v1 "
                                     "hierarchies named cpu and memory): mount them, or drop the limits")

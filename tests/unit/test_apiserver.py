@@ -338,7 +338,7 @@ def test_filtered_watch_delivers_at_once_and_in_order_under_a_burst(kube, raw, n
     names = [e["object"]["metadata"]["name"] for e in got]
     assert names[0] == "in" and sorted(names[1:]) == sorted(f"b{i}" for i in range(30))
     revisions = [int(e["object"]["metadata"]["resourceVersion"]) for e in got]
-    assert revisions == sorted(revisions)  # batched writes keep the store's order
+    assert revisions == sorted(revisions)  # in the store's order
 
 
 def test_watch_from_a_compacted_revision_is_410_expired(kube, api, ns):
